@@ -1,0 +1,20 @@
+"""midigen: a GPT for music, from MIDI files to tokens and back.
+
+The pipeline, each step in the file named after it::
+
+    midi.py            MIDI file <-> Score (numpy note arrays, tempi, time signatures)
+    encoding/sparse    Score  -> SparseScore   (instrument x step x pitch -> duration)
+    encoding/position  Score  -> PositionScore ((pitch, duration) rows, (-1, gap) between steps)
+    encoding/index     PositionScore -> token ids through a Vocab (and back)
+"""
+
+from .encoding import EncodingConfig, PositionScore, SparseScore, Tokens, Vocab, decode, encode
+from .errors import DecodeError, MidiError, VocabError
+from .midi import Score, read_midi, write_midi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DecodeError", "EncodingConfig", "MidiError", "PositionScore", "Score", "SparseScore", "Tokens",
+    "Vocab", "VocabError", "decode", "encode", "read_midi", "write_midi",
+]

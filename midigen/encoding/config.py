@@ -1,0 +1,122 @@
+"""`EncodingConfig`: every choice that changes which tokens a piece becomes.
+
+A vocabulary, a prepared corpus and a checkpoint all carry this config as JSON, and refuse to
+mix with data made under another one.
+"""
+
+from __future__ import annotations
+
+import json
+import functools
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+#: Bump when the token layout changes in a way that makes old token files undecodable.
+ENCODING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """How a `Score` becomes tokens.
+
+    steps_per_beat:  grid resolution; 4 = sixteenth notes in 4/4 (the blog's choice).
+    max_duration:    longest note in steps; longer notes are clipped (and counted). Gaps longer
+                     than this are written as several ``<sep> dN`` pairs.
+    min_pitch, max_pitch: the note tokens' range; notes outside are dropped (and counted).
+    instruments:     keep each note's instrument (program, or drums) as instrument tokens.
+    tempo:           keep the tempo (initial and changes) as tempo tokens.
+    max_silence:     gaps between consecutive time steps longer than this many steps are
+                     shortened to it (and counted), so one absurd delta time cannot flood a
+                     corpus with separator tokens. ``None`` keeps every silence.
+    tempo_bins_per_octave, min_tempo, max_tempo: tempo tokens are geometric bins around
+                     120 qpm, ``2**(1/tempo_bins_per_octave)`` apart.
+    velocity:        velocity given to every note when decoding (the tokens carry none).
+    """
+
+    steps_per_beat: int = 4
+    max_duration: int = 64
+    min_pitch: int = 0
+    max_pitch: int = 127
+    instruments: bool = True
+    tempo: bool = True
+    max_silence: int | None = 256
+    tempo_bins_per_octave: int = 12
+    min_tempo: float = 30.0
+    max_tempo: float = 300.0
+    velocity: int = 90
+
+    def __post_init__(self):
+        if self.steps_per_beat < 1:
+            raise ValueError(f"steps_per_beat must be >= 1, got {self.steps_per_beat}")
+        if self.max_duration < 1:
+            raise ValueError(f"max_duration must be >= 1, got {self.max_duration}")
+        if not 0 <= self.min_pitch <= self.max_pitch <= 127:
+            raise ValueError(f"pitch range must lie in 0..127, got {self.min_pitch}..{self.max_pitch}")
+        if self.max_silence is not None and self.max_silence < 1:
+            raise ValueError(f"max_silence must be >= 1 or None, got {self.max_silence}")
+        if self.max_silence is not None and self.max_silence < self.max_duration:
+            # A shorter cap could cut into notes still sounding across the gap.
+            raise ValueError(
+                f"max_silence ({self.max_silence}) must be >= max_duration ({self.max_duration})"
+            )
+        if not 0 < self.min_tempo < self.max_tempo:
+            raise ValueError("need 0 < min_tempo < max_tempo")
+
+    @classmethod
+    def blog(cls, **overrides) -> "EncodingConfig":
+        """The blog's scheme exactly: one instrument-free stream of notes, no tempo tokens.
+
+        Drum notes have no pitch in this scheme, so they are dropped (and counted).
+        """
+        kw = dict(instruments=False, tempo=False)
+        kw.update(overrides)
+        return cls(**kw)
+
+    # ------------------------------------------------------------- tempo bins
+    def tempo_values(self) -> np.ndarray:
+        """The qpm value of each tempo token, ascending; 120 qpm is always one of them."""
+        return self._tempo_values
+
+    @functools.cached_property
+    def _tempo_values(self) -> np.ndarray:
+        b = self.tempo_bins_per_octave
+        lo = int(np.ceil(b * np.log2(self.min_tempo / 120.0) - 1e-9))
+        hi = int(np.floor(b * np.log2(self.max_tempo / 120.0) + 1e-9))
+        values = 120.0 * 2.0 ** (np.arange(lo, hi + 1) / b)
+        values.flags.writeable = False
+        return values
+
+    def tempo_bin(self, qpm) -> np.ndarray:
+        """Index of the nearest tempo token (on a log scale) for each qpm value."""
+        values = self._tempo_values
+        q = np.clip(np.asarray(qpm, np.float64), values[0], values[-1])
+        x = np.log2(q / values[0]) * self.tempo_bins_per_octave
+        return np.rint(x).astype(np.int64)
+
+    # ------------------------------------------------------------- serialise
+    def to_dict(self) -> dict:
+        return {"version": ENCODING_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncodingConfig":
+        d = dict(d)
+        version = d.pop("version", ENCODING_VERSION)
+        if version != ENCODING_VERSION:
+            raise ValueError(
+                f"encoding version {version} is not supported by this midigen "
+                f"(it reads version {ENCODING_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown encoding config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def diff(self, other: "EncodingConfig") -> dict:
+        """Fields whose values differ: ``{name: (self_value, other_value)}``."""
+        a, b = asdict(self), asdict(other)
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

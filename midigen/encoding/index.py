@@ -1,0 +1,238 @@
+"""Step 3 of the blog's encoding: the *index score*, flat token ids.
+
+Each position-score row becomes tokens: a note ``n{pitch} d{duration}`` (preceded by an
+instrument token ``i{program}``/``drums`` whenever the instrument differs from the previous
+note's), a gap ``<sep> d{gap}``, a tempo change ``t{qpm}``; the whole piece sits between
+``<sos>`` and ``<eos>``. With the blog's config, its example becomes exactly
+
+    <sos> n1 d4 <sep> d1 n3 d2 <sep> d5 n2 d2 n3 d2 <sep> d2 <eos>
+
+Every token also gets its time step (a parallel array): the step of its note or tempo change,
+and for ``<sep> dN`` the step that the gap leaves, so all tokens of one time step ("action") share
+one value. ``<sos>`` is step 0 and ``<eos>`` the end of the piece.
+
+Both directions are vectorised over whole arrays: offsets by cumsum, token kinds by lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DecodeError
+from .position import GAP, TEMPO, PositionScore, _split_gap, layout
+from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+
+
+@dataclass
+class Tokens:
+    """An encoded piece: token ``ids``, the time ``steps`` of each token, and encoding ``stats``."""
+
+    ids: np.ndarray
+    steps: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode_position(pos: PositionScore, vocab: Vocab) -> Tokens:
+    cfg = vocab.config
+    if pos.config != cfg:
+        raise ValueError(f"position score was made with another config: {pos.config.diff(cfg)}")
+    P, V, I, S = pos.pitch, pos.value, pos.instrument, pos.step
+    note = np.flatnonzero(P >= 0)
+    other = np.flatnonzero(P < 0)
+    # tokens per row: tempo 1, gap 2 (<sep> d), note 2 (n d) + 1 when the instrument changes
+    counts = np.where(P == TEMPO, 1, 2)
+    change = None
+    if cfg.instruments and len(note):
+        ni = I[note]
+        change = np.empty(len(ni), bool)
+        change[0] = True
+        np.not_equal(ni[1:], ni[:-1], out=change[1:])
+        counts[note] += change
+    offs = np.cumsum(counts)
+    n = int(offs[-1]) + 2 if len(offs) else 2
+    offs += 1 - counts
+    ids = np.empty(n, np.int64)
+    ids[0], ids[-1] = vocab.sos_id, vocab.eos_id
+
+    # gap and tempo rows: first token is <sep> or t{qpm}, a gap's second token its length
+    o = offs[other]
+    Po, Vo = P[other], V[other]
+    is_gap = Po == GAP
+    ids[o] = np.where(is_gap, vocab.sep_id, vocab.tempo_offset + Vo)
+    ids[o[is_gap] + 1] = vocab.dur_offset - 1 + Vo[is_gap]
+    # note rows: [instrument] n d
+    o = offs[note]
+    if change is not None:
+        ids[o[change]] = vocab.instr_offset + ni[change]
+        o = o + change
+    ids[o] = vocab.note_offset - cfg.min_pitch + P[note]
+    ids[o + 1] = vocab.dur_offset - 1 + V[note]
+
+    steps = np.empty(n, np.int64)
+    steps[0], steps[-1] = 0, pos.length
+    steps[1:-1] = np.repeat(S, counts)
+    return Tokens(ids.astype(vocab.dtype), steps.astype(np.int32), dict(pos.stats))
+
+
+def encode_notes(onset, inst, pitch, dur, tempo_step, tempo_bin, length, stats, vocab: Vocab) -> Tokens:
+    """The production path: sorted, de-duplicated notes straight to ids, no rows in between.
+
+    Gives exactly ``encode_position(layout(...))`` (the tests hold it to that); it exists because
+    it runs once per file of a corpus and does half the numpy calls. Tempo changes after step 0
+    are rare and take the row path.
+    """
+    cfg = vocab.config
+    n = len(onset)
+    if n == 0 or len(tempo_step) > 1 or (len(tempo_step) == 1 and tempo_step[0] != 0):
+        pos = layout(onset, inst, pitch, dur, tempo_step, tempo_bin, length, cfg, stats)
+        return encode_position(pos, vocab)
+    maxd = cfg.max_duration
+    last = np.empty(n, bool)  # note is the last of its time step
+    np.not_equal(onset[1:], onset[:-1], out=last[:-1])
+    last[-1] = True
+    steps = onset[last]
+    gaps = np.empty(len(steps), np.int64)  # gap after each step, to the next one or the end
+    np.subtract(steps[1:], steps[:-1], out=gaps[:-1])
+    end = max(int(length), int(steps[-1]))
+    gaps[-1] = end - steps[-1]
+    lead = int(onset[0])
+    n_tempo = len(tempo_step)
+
+    counts = np.full(n, 2, np.int64)
+    if cfg.instruments:
+        change = np.empty(n, bool)
+        change[0] = True
+        np.not_equal(inst[1:], inst[:-1], out=change[1:])
+        counts += change
+    simple = int(gaps.max()) <= maxd
+    gap_rows = np.ones(len(steps), np.int64) if simple else -(-gaps // maxd)
+    counts[last] += 2 * gap_rows
+    lead_rows = -(-lead // maxd)
+    head = 1 + n_tempo + 2 * lead_rows  # <sos>, the step-0 tempo, then any leading silence
+    offs = np.cumsum(counts)
+    total = int(offs[-1]) + head + 1
+    offs += head - counts
+
+    ids = np.empty(total, np.int64)
+    tsteps = np.empty(total, np.int64)
+    ids[0], ids[-1] = vocab.sos_id, vocab.eos_id
+    tsteps[0], tsteps[-1] = 0, end
+    tsteps[1:head] = 0
+    if n_tempo:
+        ids[1] = vocab.tempo_offset + tempo_bin[0]
+    if lead_rows:
+        ids[1 + n_tempo : head : 2] = vocab.sep_id
+        ids[2 + n_tempo : head : 2] = vocab.dur_offset - 1 + _split_gap([lead], [lead_rows], maxd)
+    o = offs
+    if cfg.instruments:
+        ids[o[change]] = vocab.instr_offset + inst[change]
+        o = o + change
+    ids[o] = vocab.note_offset - cfg.min_pitch + pitch
+    ids[o + 1] = vocab.dur_offset - 1 + dur
+    g = o[last] + 2  # first <sep> after each step's last note
+    if simple:
+        ids[g] = vocab.sep_id
+        ids[g + 1] = vocab.dur_offset - 1 + gaps
+    else:
+        rg = np.repeat(g, gap_rows) + 2 * (
+            np.arange(int(gap_rows.sum())) - np.repeat(np.cumsum(gap_rows) - gap_rows, gap_rows)
+        )
+        ids[rg] = vocab.sep_id
+        ids[rg + 1] = vocab.dur_offset - 1 + _split_gap(gaps, gap_rows, maxd)
+    tsteps[head:-1] = np.repeat(onset, counts)
+    return Tokens(ids.astype(vocab.dtype), tsteps.astype(np.int32), stats)
+
+
+def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
+    """Token ids back to a position score.
+
+    Reading stops at the first ``<eos>``. With ``strict=True`` any break of the grammar raises
+    `DecodeError` naming the position and tokens; otherwise malformed pieces are skipped (a note
+    without a duration, a stray duration, ...) and counted in ``stats["skipped_tokens"]``.
+    """
+    ids = np.asarray(ids, np.int64).ravel()
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(vocab)):
+        bad = int(ids[(ids < 0) | (ids >= len(vocab))][0])
+        raise DecodeError(f"token id {bad} is outside the vocabulary (size {len(vocab)})")
+    kind = vocab.kind[ids]
+    eos = np.flatnonzero(kind == K_EOS)
+    if len(eos):
+        ids, kind = ids[: eos[0]], kind[: eos[0]]
+    value = vocab.value[ids]
+    nxt = np.append(kind[1:], -1)
+    prv = np.insert(kind[:-1], 0, -1)
+
+    is_note = (kind == K_NOTE) & (nxt == K_DUR)
+    is_gap = (kind == K_SEP) & (nxt == K_DUR)
+    is_tempo = kind == K_TEMPO
+    used = is_note | is_gap | is_tempo
+    used[1:] |= is_note[:-1] | is_gap[:-1]  # their durations
+    used |= (kind == K_INSTR) & (nxt == K_NOTE)
+    used |= kind == K_SOS
+
+    if strict:
+        _check_grammar(ids, kind, prv, used, vocab)
+
+    # instrument of each note: the last instrument token before it
+    instr_pos = np.where(kind == K_INSTR, np.arange(len(ids)), -1)
+    last_instr = np.maximum.accumulate(instr_pos) if len(ids) else instr_pos
+    default_inst = 0
+    rows = np.flatnonzero(is_note | is_gap | is_tempo)
+    r_kind = kind[rows]
+    r_note = r_kind == K_NOTE
+    r_gap = r_kind == K_SEP
+    r_next_val = value[np.minimum(rows + 1, len(ids) - 1)] if len(ids) else value[:0]
+    pitch = np.where(r_note, value[rows], np.where(r_gap, GAP, TEMPO)).astype(np.int16)
+    val = np.where(r_note | r_gap, r_next_val, value[rows])
+    li = last_instr[rows]
+    inst = np.where(r_note, np.where(li >= 0, value[np.maximum(li, 0)], default_inst), -1).astype(np.int16)
+    if not vocab.config.instruments:
+        inst = np.where(r_note, 0, -1).astype(np.int16)
+    gaps = np.where(r_gap, val, 0)
+    step = np.cumsum(gaps) - gaps  # gaps strictly before each row
+    note_end = (step + val)[r_note]
+    length = int(max(gaps.sum(), note_end.max(initial=0)))
+    stats = {"skipped_tokens": int(len(ids) - np.count_nonzero(used | (kind == K_PAD)))}
+    return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
+
+
+def _check_grammar(ids, kind, prv, used, vocab: Vocab) -> None:
+    def fail(i, why):
+        lo = max(0, i - 3)
+        ctx = " ".join(vocab.to_tokens(ids[lo : i + 4]))
+        raise DecodeError(f"token {i} ({vocab.tokens[ids[i]]!r}): {why}; around: {ctx}")
+
+    if len(ids) == 0 or kind[0] != K_SOS:
+        if len(ids) == 0:
+            raise DecodeError("empty token sequence (expected <sos> ...)")
+        fail(0, "a sequence must start with <sos>")
+    bad = np.flatnonzero(~used & (kind != K_PAD))
+    if len(bad):
+        i = int(bad[0])
+        k = kind[i]
+        why = {
+            K_NOTE: "a note must be followed by a duration",
+            K_SEP: "<sep> must be followed by a duration (the gap)",
+            K_DUR: "a duration must follow a note or <sep>",
+            K_INSTR: "an instrument token must be followed by a note",
+            K_SOS: "<sos> may only start the sequence",
+        }.get(int(k), "token not allowed here")
+        fail(i, why)
+    if np.any(kind[1:] == K_SOS):
+        fail(int(np.flatnonzero(kind[1:] == K_SOS)[0]) + 1, "<sos> may only start the sequence")
+    if np.any(kind == K_PAD):
+        fail(int(np.flatnonzero(kind == K_PAD)[0]), "<pad> inside a sequence")
+    # tempo changes open a time step: right after <sos> or after a gap's duration
+    t = np.flatnonzero(kind == K_TEMPO)
+    ok = (prv[t] == K_SOS) | ((prv[t] == K_DUR) & (np.insert(kind[:-2], 0, [-1, -1])[t] == K_SEP))
+    if not ok.all():
+        fail(int(t[~ok][0]), "a tempo token must open a time step (after <sos> or a gap)")
+    if vocab.config.instruments:
+        n = np.flatnonzero(kind == K_NOTE)
+        if len(n) and not np.any(kind[: n[0]] == K_INSTR):
+            fail(int(n[0]), "the first note needs an instrument token before it")

@@ -1,0 +1,28 @@
+"""Errors that users see. Every message names the file and the problem."""
+
+from __future__ import annotations
+
+
+class MidiError(ValueError):
+    """A MIDI file could not be read, or holds nothing we can encode.
+
+    ``path`` is the offending file (or ``None`` for in-memory data) and ``reason`` a short
+    human-readable description of the problem; ``str(err)`` combines both.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        where = self.path if self.path is not None else "<in-memory MIDI>"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # so the error crosses process boundaries (multiprocessing) intact
+        return (type(self), (self.path, self.reason))
+
+
+class VocabError(ValueError):
+    """A vocabulary file does not match the encoding configuration, or is malformed."""
+
+
+class DecodeError(ValueError):
+    """A token sequence breaks the encoding's grammar (raised by ``decode(..., strict=True)``)."""
