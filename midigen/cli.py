@@ -59,7 +59,7 @@ def cmd_export_corpus(args) -> int:
     from .datasets import export_music21_corpus
 
     composer = None if args.composer == "all" else args.composer
-    r = export_music21_corpus(args.out, composer, workers=args.workers, progress=True)
+    r = export_music21_corpus(args.out, composer, workers=args.workers, progress=True, limit=args.limit)
     print(f"{r['written']} written, {r['skipped']} skipped (exist or not scores), {len(r['failed'])} failed")
     for path, err in r["failed"]:
         print(f"  {path}: {err}")
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--composer", default="bach", help="a composer of music21's corpus, or 'all' (default bach)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    p.add_argument("--limit", type=int, default=None, help="export only the first N works")
     p.set_defaults(func=cmd_export_corpus)
 
     args = parser.parse_args(argv)

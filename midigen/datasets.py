@@ -58,10 +58,12 @@ def export_music21_corpus(
     workers: int | None = None,
     timeout: int = 120,
     progress: bool = True,
+    limit: int | None = None,
 ) -> dict:
     """Export music21's bundled corpus (or one composer of it) to ``out_dir`` as MIDI.
 
-    Files that already exist are skipped, so an interrupted export resumes. Returns
+    Files that already exist are skipped, so an interrupted export resumes; ``limit`` exports
+    only the first works (sorted by path). Returns
     ``{"written": n, "skipped": n, "failed": [(path, error), ...]}``.
     """
     from music21 import corpus
@@ -84,6 +86,8 @@ def export_music21_corpus(
         if dst.exists() or any(out.glob(name.replace(".mid", "_000.mid"))):
             continue
         jobs.append((str(p), str(dst)))
+    if limit is not None:
+        jobs = jobs[:limit]
     skipped = len(paths) - len(jobs)
     failed = []
     workers = workers or os.cpu_count() or 1

@@ -265,7 +265,7 @@ def _from_symusic(s, path, require_notes: bool) -> Score:
         pitch = velocity = program = np.zeros(0, np.int16)
         is_drum = np.zeros(0, bool)
     if require_notes and len(pitch) == 0:
-        raise MidiError(path, f"no notes ({len(s.tracks)} tracks, none with a note)")
+        raise MidiError(path, "no notes in the file")
     if len(start) and (start.min() < 0 or dur.min() < 0 or (start + dur).max() >= _MAX_TICK):
         raise MidiError(path, "note times overflow (absurd delta times)")
     t = s.tempos.numpy()

@@ -72,7 +72,7 @@ def render(score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, fallba
         warnings.warn(msg + "; using sine-wave synthesis instead", stacklevel=2)
         audio = pm.synthesize(fs=sample_rate)
     else:
-        audio = pm.fluidsynth(fs=sample_rate, sf2_path=str(sf2))
+        audio = pm.fluidsynth(fs=sample_rate, synthesizer=str(sf2))
     audio = np.asarray(audio, np.float32)
     peak = float(np.abs(audio).max(initial=0.0))
     return audio / peak if peak > 0 else audio
