@@ -8,6 +8,7 @@ The pipeline, each step in the file named after it::
     encoding/index     PositionScore -> token ids through a Vocab (and back)
 """
 
+from . import check, playback
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokens, Vocab, decode, encode
 from .errors import DecodeError, MidiError, VocabError
 from .midi import Score, read_midi, write_midi

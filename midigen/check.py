@@ -20,20 +20,7 @@ import numpy as np
 
 from .encoding import EncodingConfig, Vocab, decode, encode
 from .errors import MidiError
-from .midi import DRUMS, Score, read_midi
-
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-def find_midi_files(paths) -> list[Path]:
-    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(q for q in p.rglob("*") if q.suffix.lower() in MIDI_SUFFIXES and q.is_file())
-        else:
-            out.append(p)  # a file named explicitly is checked whatever its suffix
-    return sorted(set(out))
+from .midi import DRUMS, Score, find_midi_files, read_midi
 
 
 def reference_notes(score: Score, config: EncodingConfig) -> dict:

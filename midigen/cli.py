@@ -55,6 +55,29 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from .data.prepare import prepare
+
+    r = prepare(
+        args.sources, args.out, _config(args), valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction, seed=args.seed, workers=args.workers, timeout=args.timeout,
+        progress=not args.quiet,
+    )
+    m = r.manifest
+    print(f"prepared {args.out}: {m['files_ok']} files ok, {m['files_failed']} failed, "
+          f"{m['duplicates']} duplicates skipped ({r.encoded} encoded now, {r.cached} from cache, "
+          f"{r.seconds:.1f} s, {r.notes_per_second:,.0f} notes/s)")
+    for split, s in m["splits"].items():
+        print(f"  {split:<5} {s['files']:>7} pieces {s['tokens']:>11,} tokens {s['notes']:>10,} notes")
+    if m["failures"]:
+        print("failures:")
+        for f in m["failures"][:20]:
+            print(f"  {f['path']}: {f['error']}")
+        if len(m["failures"]) > 20:
+            print(f"  ... and {len(m['failures']) - 20} more (see {args.out}/manifest.json)")
+    return 0
+
+
 def cmd_export_corpus(args) -> int:
     from .datasets import export_music21_corpus
 
@@ -82,6 +105,18 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="print at most this many tokens")
     _encoding_args(p)
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("prepare", help="encode folders of MIDI files into a prepared corpus (memmap token files)")
+    p.add_argument("sources", nargs="+", help="MIDI files or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder of the prepared corpus")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count; 0 = in-process)")
+    p.add_argument("--valid-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _encoding_args(p)
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("export-corpus", help="export music21's bundled corpus to MIDI files")
     p.add_argument("--composer", default="bach", help="a composer of music21's corpus, or 'all' (default bach)")

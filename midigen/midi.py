@@ -185,6 +185,21 @@ class Score:
 
 
 # --------------------------------------------------------------------- reading
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def find_midi_files(paths) -> list[Path]:
+    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(q for q in p.rglob("*") if q.suffix.lower() in MIDI_SUFFIXES and q.is_file())
+        else:
+            out.append(p)  # a file named explicitly is checked whatever its suffix
+    return sorted(set(out))
+
+
+
 def read_midi(path, *, require_notes: bool = True) -> Score:
     """Read a ``.mid`` file into a `Score`.
 

@@ -53,13 +53,22 @@ def _check_soundfont(sf2) -> Path:
     return p
 
 
-def render(score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, fallback: bool = False) -> np.ndarray:
+def render(
+    score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, fallback: bool = False, seconds: float | None = None
+) -> np.ndarray:
     """Render a `Score` or MIDI path to mono float32 audio in [-1, 1].
 
     ``fallback=True`` uses pretty_midi's sine-wave synthesis when FluidSynth is not installed
-    (with a warning), instead of raising `PlaybackError`.
+    (with a warning), instead of raising `PlaybackError`. ``seconds`` renders only the opening.
     """
     pm = _as_score(score).to_pretty_midi()
+    if seconds is not None:  # drop later notes before synthesis: cheap clips of long pieces
+        for inst in pm.instruments:
+            inst.notes = [n for n in inst.notes if n.start < seconds]
+            for n in inst.notes:
+                n.end = min(n.end, seconds)
+            inst.control_changes = [c for c in inst.control_changes if c.time < seconds]
+            inst.pitch_bends = [b for b in inst.pitch_bends if b.time < seconds]
     sf2 = _check_soundfont(soundfont or default_soundfont())
     if not fluidsynth_available():
         msg = (
@@ -103,7 +112,7 @@ def play(score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, seconds:
     """
     from IPython.display import Audio
 
-    audio = render(score, sample_rate, soundfont, fallback=True)
+    audio = render(score, sample_rate, soundfont, fallback=True, seconds=seconds)
     if seconds is not None:
         audio = audio[: int(seconds * sample_rate)]
     return Audio(audio, rate=sample_rate)
@@ -144,7 +153,8 @@ def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mar
     ax.set_xlabel("beats" if beats else "ticks")
     ax.set_ylabel("pitch")
     if len(inst):
-        ax.legend(loc="upper right", fontsize="small", ncols=min(4, len(np.unique(inst))))
+        # outside the axes, so the legend never hides notes
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     if title or s.path:
         ax.set_title(title or Path(s.path).name)
     return ax

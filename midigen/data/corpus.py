@@ -1,0 +1,84 @@
+"""`PreparedCorpus`: read one split of a prepared corpus (written by `midigen prepare`).
+
+On disk, a prepared corpus is a folder::
+
+    manifest.json          what was encoded, how, what failed (see prepare.py)
+    vocab.json             the vocabulary (JSON, with its encoding config)
+    {split}.tokens.bin     flat token ids of every piece of the split, back to back
+                           (each piece is <sos> ... <eos>); uint16, or uint32 for huge vocabularies
+    {split}.steps.bin      the time step of each token (int32), parallel to the tokens
+    {split}.index.npy      int64 (n_pieces, 2): start offset and length of each piece
+
+The flat files are read through `np.memmap` (a ragged memmap), so reading one piece or one
+window costs O(window), never O(corpus). ``location`` chooses where the arrays live: "disk"
+(memmap), "ram" (loaded once), or a torch device such as "cuda" (one tensor on the GPU, for
+small corpora: batches are then cut without any host-to-device copy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..encoding import Vocab
+
+SPLITS = ("train", "valid", "test")
+
+
+class PreparedCorpus:
+    def __init__(self, path, split: str = "train", location: str = "disk"):
+        self.path = Path(path)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{self.path}: not a prepared corpus (no manifest.json); run `midigen prepare`")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.vocab = Vocab.load(self.path / "vocab.json")
+        self.split = split
+        self.location = location
+        dtype = np.dtype(self.manifest["token_dtype"])
+        index = np.load(self.path / f"{split}.index.npy", allow_pickle=False)
+        self.starts = index[:, 0].copy() if len(index) else np.zeros(0, np.int64)
+        self.lengths = index[:, 1].copy() if len(index) else np.zeros(0, np.int64)
+        n = int(self.lengths.sum())
+        if n:
+            tokens = np.memmap(self.path / f"{split}.tokens.bin", dtype=dtype, mode="r", shape=(n,))
+            steps = np.memmap(self.path / f"{split}.steps.bin", dtype=np.int32, mode="r", shape=(n,))
+        else:
+            tokens, steps = np.zeros(0, dtype), np.zeros(0, np.int32)
+        if location == "disk":
+            self.tokens, self.steps = tokens, steps
+        elif location == "ram":
+            self.tokens, self.steps = np.array(tokens), np.array(steps)
+        else:  # a torch device
+            import torch
+
+            self.tokens = torch.from_numpy(np.array(tokens, np.int64)).to(location)
+            self.steps = torch.from_numpy(np.array(steps, np.int64)).to(location)
+
+    @property
+    def on_device(self) -> bool:
+        return self.location not in ("disk", "ram")
+
+    def __len__(self) -> int:
+        """Number of pieces."""
+        return len(self.starts)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def piece(self, i: int):
+        """Token ids and time steps of piece ``i`` (views on disk/RAM/GPU, no copy)."""
+        s, n = int(self.starts[i]), int(self.lengths[i])
+        return self.tokens[s : s + n], self.steps[s : s + n]
+
+    def window(self, start: int, length: int):
+        """``length`` tokens (and steps) of the whole split seen as one long sequence."""
+        return self.tokens[start : start + length], self.steps[start : start + length]
+
+    def __repr__(self) -> str:
+        return f"PreparedCorpus({str(self.path)!r}, split={self.split!r}, pieces={len(self)}, tokens={self.n_tokens}, location={self.location!r})"

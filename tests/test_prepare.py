@@ -1,0 +1,157 @@
+"""`midigen prepare`: parallel, resumable, deterministic corpora."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BACH, ROOT
+from midigen.data import PreparedCorpus
+from midigen.data.prepare import prepare, split_of
+
+OUTPUTS = [f"{s}.{k}" for s in ("train", "valid", "test") for k in ("tokens.bin", "steps.bin", "index.npy", "pieces.json")]
+OUTPUTS += ["manifest.json", "vocab.json"]
+
+
+def outputs(d: Path) -> dict:
+    return {name: (d / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture
+def small_src(tmp_path, bach_files):
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in bach_files[:40]:
+        shutil.copy(f, src / f.name)
+    return src
+
+
+def test_prepare_writes_memmap_corpus_and_manifest(tmp_path, small_src):
+    (small_src / "broken.mid").write_bytes(b"MThd garbage")
+    (small_src / "empty.mid").write_bytes(b"")
+    shutil.copy(small_src / "bwv1.6.mid", small_src / "copy_of_bwv1.6.mid")  # exact duplicate
+    out = tmp_path / "out"
+    r = prepare([small_src], out, workers=2, progress=False, valid_fraction=0.2, test_fraction=0.2)
+    m = json.loads((out / "manifest.json").read_text())
+    for key in ("encoding", "vocab", "files_ok", "files_failed", "failures", "duplicates", "splits", "sources"):
+        assert key in m
+    assert m["files_ok"] == 41 and m["files_failed"] == 2 and m["duplicates"] == 1
+    assert {f["path"].rsplit("/", 1)[-1] for f in m["failures"]} == {"broken.mid", "empty.mid"}
+    assert all(f["error"] for f in m["failures"])
+    assert sum(s["files"] for s in m["splits"].values()) == 40
+    assert len(m["sources"]) == 43 and all(len(h) == 32 for h in m["sources"].values() if h)
+    assert r.encoded + r.cached == 43 and r.encoded >= 42  # the duplicate may hit the cache
+    # the token files are memmap-able and hold the pieces exactly
+    total = 0
+    for split in ("train", "valid", "test"):
+        c = PreparedCorpus(out, split)
+        assert c.tokens.dtype == np.uint16 and isinstance(c.tokens, np.memmap)
+        assert len(c) == m["splits"][split]["files"] and c.n_tokens == m["splits"][split]["tokens"]
+        for i in range(len(c)):
+            ids, steps = c.piece(i)
+            assert ids[0] == 1 and ids[-1] == 2  # <sos> ... <eos>
+            assert np.all(np.diff(steps) >= 0)
+        total += len(c)
+    assert total == 40
+    # a piece decodes back to its source
+    from midigen import decode
+    from midigen.check import check_file
+
+    c = PreparedCorpus(out, "train")
+    path = json.loads((out / "train.pieces.json").read_text())[0]
+    ids, _ = c.piece(0)
+    again = __import__("midigen").encode(path, c.vocab).ids
+    assert np.array_equal(np.asarray(ids), again)
+    assert check_file(path, c.vocab).f1 == 1.0
+    assert decode(np.asarray(ids), c.vocab).n_notes > 0
+
+
+def test_rerun_is_incremental_and_split_is_stable(tmp_path, small_src, bach_files):
+    out = tmp_path / "out"
+    prepare([small_src], out, workers=1, progress=False)
+    before = json.loads((out / "manifest.json").read_text())
+    first = {s: json.loads((out / f"{s}.pieces.json").read_text()) for s in ("train", "valid", "test")}
+    again = prepare([small_src], out, workers=1, progress=False)
+    assert again.encoded == 0 and again.cached == 40
+    for f in bach_files[40:80]:
+        shutil.copy(f, small_src / f.name)
+    more = prepare([small_src], out, workers=1, progress=False)
+    assert more.encoded == 40 and more.cached == 40  # only the new files were encoded
+    after = {s: json.loads((out / f"{s}.pieces.json").read_text()) for s in ("train", "valid", "test")}
+    for s in first:  # every old piece stays in its split
+        assert set(first[s]) <= set(after[s])
+    assert before["sources"].items() <= json.loads((out / "manifest.json").read_text())["sources"].items()
+
+
+def test_split_is_by_content_and_seeded():
+    hashes = [f"{i:032x}" for i in range(2000)]
+    splits = [split_of(h, 0, 0.1, 0.1) for h in hashes]
+    assert 0.07 < splits.count("test") / 2000 < 0.13 and 0.07 < splits.count("valid") / 2000 < 0.13
+    assert splits == [split_of(h, 0, 0.1, 0.1) for h in hashes]
+    assert splits != [split_of(h, 1, 0.1, 0.1) for h in hashes]
+
+
+def test_a_stalling_file_times_out_and_the_rest_is_encoded(tmp_path, small_src):
+    fifo = tmp_path / "stall.mid"
+    os.mkfifo(fifo)  # opening it blocks forever: a worker stuck on one file
+    out = tmp_path / "out"
+    r = prepare([small_src, fifo], out, workers=2, timeout=3, progress=False)
+    m = r.manifest
+    assert m["files_ok"] == 40
+    assert m["failures"] == [{"path": str(fifo), "error": "timed out after 3 s"}]
+    assert r.worker_restarts == 1
+
+
+def test_resume_after_sigkill_is_byte_identical(tmp_path, bach_files):
+    src = tmp_path / "src"
+    for k in range(3):  # 3 copies of the chorales: ~1200 files, two thirds duplicates
+        shutil.copytree(BACH, src / f"copy{k}")
+    (src / "bad.mid").write_bytes(b"not midi")
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    cmd = [sys.executable, "-m", "midigen", "prepare", "src", "--workers", "2", "-q"]
+    subprocess.run(cmd + ["--out", str(ref)], cwd=tmp_path, check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(cmd + ["--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill it once some (not all) files are in the cache
+        cached = list((out / "cache").rglob("*.npy")) if (out / "cache").exists() else []
+        if len(cached) >= 100 or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
+    assert not (out / "manifest.json").exists()
+
+    subprocess.run(cmd + ["--out", str(out)], cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    assert outputs(out) == outputs(ref)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["duplicates"] == 2 * len(bach_files) and m["files_failed"] == 1
+
+
+def test_other_encoding_into_same_folder_fails_clearly(tmp_path, small_src):
+    from midigen import EncodingConfig, VocabError
+
+    out = tmp_path / "out"
+    prepare([small_src], out, workers=0, progress=False)
+    with pytest.raises(VocabError, match="prepared differently"):
+        prepare([small_src], out, EncodingConfig.blog(), workers=0, progress=False)
+
+
+def test_cli_prepare_bach_and_shared_corpus(tmp_path, shared_corpus):
+    out = tmp_path / "prepared"
+    r = subprocess.run([sys.executable, "-m", "midigen", "prepare", str(BACH), str(shared_corpus), "--out", str(out), "-q"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    failed = {f["path"].rsplit("/", 1)[-1]: f["error"] for f in m["failures"]}
+    assert set(failed) == {"empty.mid", "ValueError_Control168.mid"}
+    assert "no notes" in failed["empty.mid"] and "corrupt" in failed["ValueError_Control168.mid"]
+    assert "failures:" in r.stdout and "empty.mid: no notes" in r.stdout
