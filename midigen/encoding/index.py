@@ -161,11 +161,12 @@ def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
         raise DecodeError(f"token id {bad} is outside the vocabulary (size {len(vocab)})")
     kind = vocab.kind[ids]
     eos = np.flatnonzero(kind == K_EOS)
+    if strict:
+        _check_grammar(ids[: eos[0] + 1] if len(eos) else ids, vocab)
     if len(eos):
         ids, kind = ids[: eos[0]], kind[: eos[0]]
     value = vocab.value[ids]
     nxt = np.append(kind[1:], -1)
-    prv = np.insert(kind[:-1], 0, -1)
 
     is_note = (kind == K_NOTE) & (nxt == K_DUR)
     is_gap = (kind == K_SEP) & (nxt == K_DUR)
@@ -174,9 +175,6 @@ def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
     used[1:] |= is_note[:-1] | is_gap[:-1]  # their durations
     used |= (kind == K_INSTR) & (nxt == K_NOTE)
     used |= kind == K_SOS
-
-    if strict:
-        _check_grammar(ids, kind, prv, used, vocab)
 
     # instrument of each note: the last instrument token before it
     instr_pos = np.where(kind == K_INSTR, np.arange(len(ids)), -1)
@@ -201,38 +199,14 @@ def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
     return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
 
 
-def _check_grammar(ids, kind, prv, used, vocab: Vocab) -> None:
-    def fail(i, why):
-        lo = max(0, i - 3)
-        ctx = " ".join(vocab.to_tokens(ids[lo : i + 4]))
-        raise DecodeError(f"token {i} ({vocab.tokens[ids[i]]!r}): {why}; around: {ctx}")
+def _check_grammar(ids, vocab: Vocab) -> None:
+    from .grammar import Grammar
 
-    if len(ids) == 0 or kind[0] != K_SOS:
-        if len(ids) == 0:
-            raise DecodeError("empty token sequence (expected <sos> ...)")
-        fail(0, "a sequence must start with <sos>")
-    bad = np.flatnonzero(~used & (kind != K_PAD))
+    if len(ids) == 0:
+        raise DecodeError("empty token sequence (expected <sos> ...)")
+    grammar = Grammar(vocab)
+    bad = grammar.violations(ids)
     if len(bad):
         i = int(bad[0])
-        k = kind[i]
-        why = {
-            K_NOTE: "a note must be followed by a duration",
-            K_SEP: "<sep> must be followed by a duration (the gap)",
-            K_DUR: "a duration must follow a note or <sep>",
-            K_INSTR: "an instrument token must be followed by a note",
-            K_SOS: "<sos> may only start the sequence",
-        }.get(int(k), "token not allowed here")
-        fail(i, why)
-    if np.any(kind[1:] == K_SOS):
-        fail(int(np.flatnonzero(kind[1:] == K_SOS)[0]) + 1, "<sos> may only start the sequence")
-    if np.any(kind == K_PAD):
-        fail(int(np.flatnonzero(kind == K_PAD)[0]), "<pad> inside a sequence")
-    # tempo changes open a time step: right after <sos> or after a gap's duration
-    t = np.flatnonzero(kind == K_TEMPO)
-    ok = (prv[t] == K_SOS) | ((prv[t] == K_DUR) & (np.insert(kind[:-2], 0, [-1, -1])[t] == K_SEP))
-    if not ok.all():
-        fail(int(t[~ok][0]), "a tempo token must open a time step (after <sos> or a gap)")
-    if vocab.config.instruments:
-        n = np.flatnonzero(kind == K_NOTE)
-        if len(n) and not np.any(kind[: n[0]] == K_INSTR):
-            fail(int(n[0]), "the first note needs an instrument token before it")
+        ctx = " ".join(vocab.to_tokens(ids[max(0, i - 3) : i + 4]))
+        raise DecodeError(f"token {i} ({vocab.tokens[ids[i]]!r}): {grammar.explain(ids, i)}; around: {ctx}")
