@@ -44,6 +44,8 @@ class PreparedCorpus:
         self.starts = index[:, 0].copy() if len(index) else np.zeros(0, np.int64)
         self.lengths = index[:, 1].copy() if len(index) else np.zeros(0, np.int64)
         n = int(self.lengths.sum())
+        if len(index) and not np.array_equal(self.starts, np.cumsum(self.lengths) - self.lengths):
+            raise ValueError(f"{self.path / f'{split}.index.npy'}: pieces are not back to back (corrupt index)")
         if n:
             tokens = np.memmap(self.path / f"{split}.tokens.bin", dtype=dtype, mode="r", shape=(n,))
             steps = np.memmap(self.path / f"{split}.steps.bin", dtype=np.int32, mode="r", shape=(n,))
@@ -56,8 +58,9 @@ class PreparedCorpus:
         else:  # a torch device
             import torch
 
-            self.tokens = torch.from_numpy(np.array(tokens, np.int64)).to(location)
-            self.steps = torch.from_numpy(np.array(steps, np.int64)).to(location)
+            # int32 on the device: 8 bytes per token instead of 16; batches are int64 anyway
+            self.tokens = torch.from_numpy(np.array(tokens, np.int32)).to(location)
+            self.steps = torch.from_numpy(np.array(steps, np.int32)).to(location)
 
     @property
     def on_device(self) -> bool:

@@ -39,19 +39,22 @@ ALLOWED_KINDS = np.zeros((9, N_KINDS), bool)
 for _c, _ks in _ALLOWED.items():
     ALLOWED_KINDS[_c, list(_ks)] = True
 
+# NEXT_CONTEXT[context, kind of the new token] -> context after it. Only a duration depends on
+# the context: after <sep> it is a gap, otherwise a note's duration.
+NEXT_CONTEXT = np.full((9, N_KINDS), C_END, np.int64)
+for _k, _c in {K_SOS: C_SOS, K_SEP: C_SEP, K_NOTE: C_NOTE, K_INSTR: C_INSTR, K_TEMPO: C_TEMPO}.items():
+    NEXT_CONTEXT[:, _k] = _c
+NEXT_CONTEXT[:, K_DUR] = C_NOTE_DUR
+NEXT_CONTEXT[C_SEP, K_DUR] = C_GAP_DUR
+
 
 def contexts(kinds: np.ndarray) -> np.ndarray:
     """The context after each token of a sequence of token kinds (vectorised)."""
-    kinds = np.asarray(kinds)
-    ctx = np.full(len(kinds), C_END, np.int64)
-    table = {K_SOS: C_SOS, K_SEP: C_SEP, K_NOTE: C_NOTE, K_INSTR: C_INSTR, K_TEMPO: C_TEMPO,
-             K_EOS: C_END, K_PAD: C_END}
-    for k, c in table.items():
-        ctx[kinds == k] = c
-    dur = np.flatnonzero(kinds == K_DUR)
-    prev = np.where(dur > 0, kinds[np.maximum(dur - 1, 0)], -1)
-    ctx[dur] = np.where(prev == K_SEP, C_GAP_DUR, C_NOTE_DUR)
-    return ctx
+    kinds = np.asarray(kinds, np.int64)
+    # Every context depends only on the token's kind, except a duration's: use the previous
+    # token's (kind-only) context, which is C_SEP exactly when the previous token is <sep>.
+    prev = np.concatenate([[C_START], NEXT_CONTEXT[C_START, kinds[:-1]]])
+    return NEXT_CONTEXT[prev, kinds]
 
 
 class Grammar:
@@ -94,13 +97,7 @@ class Grammar:
 
     def step(self, ctx, token_ids):
         """Advance contexts by one token per row (for samplers): returns the new contexts."""
-        kinds = self.vocab.kind[np.asarray(token_ids)]
-        return np.select(
-            [kinds == K_SOS, kinds == K_SEP, kinds == K_NOTE, kinds == K_INSTR, kinds == K_TEMPO,
-             (kinds == K_DUR) & (np.asarray(ctx) == C_SEP), kinds == K_DUR],
-            [C_SOS, C_SEP, C_NOTE, C_INSTR, C_TEMPO, C_GAP_DUR, C_NOTE_DUR],
-            default=C_END,
-        )
+        return NEXT_CONTEXT[np.asarray(ctx), self.vocab.kind[np.asarray(token_ids)]]
 
     def explain(self, ids, i: int) -> str:
         """Why token ``i`` of ``ids`` breaks the grammar, in words."""
