@@ -8,10 +8,11 @@ What it measures, per folder of MIDI files, in files/s and notes/s (one process,
 * ``music21``       ``music21.converter.parse(path, forceSource=True)`` then (pitch, offset,
   duration) for every note of ``s.flatten().notes``, as the original notebooks did. It is ~1000x
   slower, so it runs on a fixed subset of each folder (``--music21-files`` files, evenly spaced
-  over the sorted file list) and its row says so. ``forceSource=True`` keeps music21 from loading
-  (and writing) its pickle cache, which would otherwise turn repeats 2+ into pickle loads.
-* ``symusic``       ``symusic.Score(path)`` alone: parsing only, the ceiling for any symusic-based
-  tokeniser.
+  over the sorted file list; ``--music21-repeat`` passes, default 1) and its row says so.
+  ``forceSource=True`` keeps music21 from loading (and writing) its pickle cache, which would
+  otherwise turn repeats 2+ into pickle loads.
+* ``symusic parse`` ``symusic.Score(path)`` alone: parsing only, the ceiling for any
+  symusic-based tokeniser. midigen's rows also give their notes/s as a fraction of this one.
 
 Every tool is given the file *path* and reads the file from disk inside the timed loop. Notes are
 counted the same way for every tool: the notes symusic finds in the file
@@ -20,13 +21,18 @@ counted the same way for every tool: the notes symusic finds in the file
 Files that any tool fails on (for instance a corrupt file, or a file with no notes, which
 midigen rejects) are skipped for all tools, so every tool is timed on the same files; the skipped
 files are listed with the reason. The first, untimed pass over the files both finds them and
-warms every tool up. Then each tool is timed ``--repeat`` times, round-robin (tool A, B, C, ...
-then again) so that noise on a shared machine hits all of them alike, and the best time is kept.
+warms every tool up. Then each tool is timed ``--repeat`` times (default 5), round-robin (tool A,
+B, C, ... then again) so that noise on a shared machine hits all of them alike, and the best time
+is kept. The ratio column is notes/s relative to MidiTok REMI.
 
 Run from the repository root::
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/encode.py
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/encode.py --markdown --repeat 5
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/encode.py --markdown --music21-files 20
+
+It takes about 1.5 minutes with the defaults, most of it music21 on ``../shared/corpus``. The
+script sets ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS) and, where unset, ``OMP_WAIT_POLICY=PASSIVE``
+itself before importing numpy or torch; torch (imported by MidiTok) is also set to one thread.
 
 The default folders are ``data/bach`` (in the repository) and ``../shared/corpus`` (real-world
 files kept outside the repository; skipped with a message where absent). MidiTok and music21 are
@@ -68,6 +74,7 @@ class Tool:
     name: str
     run: Callable[[str], object]
     subset: int | None = None  # time on at most this many files (music21); None: all files
+    repeat: int = 1  # timed passes for a subset tool (whole-folder tools use --repeat)
 
 
 def midigen_tool(config: EncodingConfig | None = None, name: str = "midigen") -> Tool:
@@ -77,17 +84,17 @@ def midigen_tool(config: EncodingConfig | None = None, name: str = "midigen") ->
 
 def miditok_tool() -> Tool | None:
     try:
-        import torch
         from miditok import REMI, TokenizerConfig
     except ImportError as exc:
         print(f"[skip] MidiTok REMI: miditok is not installed ({exc})")
         return None
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # miditok imports torch where it is installed: keep it to 1 thread
+        sys.modules["torch"].set_num_threads(1)
     tokenizer = REMI(TokenizerConfig())
     return Tool(REFERENCE, lambda path: tokenizer(symusic.Score(path)))
 
 
-def music21_tool(n_files: int) -> Tool | None:
+def music21_tool(n_files: int, repeat: int) -> Tool | None:
     try:
         import music21
     except ImportError as exc:
@@ -102,7 +109,7 @@ def music21_tool(n_files: int) -> Tool | None:
             for p in n.pitches  # a Chord has several pitches, a Note one
         ]
 
-    return Tool("music21", parse, subset=n_files)
+    return Tool("music21", parse, subset=n_files, repeat=repeat)
 
 
 def symusic_tool() -> Tool:
@@ -127,24 +134,47 @@ def evenly_spaced(items: list, n: int) -> list:
     return [items[i * len(items) // n] for i in range(n)]
 
 
-def first_error(tool: Tool, paths: list[Path]) -> dict[Path, str]:
+def failures(tool: Tool, paths: list[Path]) -> dict[Path, str]:
     """Run the tool once on every file (untimed; this is also the warm-up) and collect failures."""
     errors = {}
     for path in paths:
         try:
             tool.run(str(path))
         except Exception as exc:  # any failure: the file is skipped for every tool
-            msg = " ".join(str(exc).split()) or type(exc).__name__
-            errors[path] = f"{type(exc).__name__}: {msg[:110]}"
+            errors[path] = describe(exc, path)
     return errors
 
 
+def describe(exc: Exception, path: Path) -> str:
+    msg = " ".join(str(exc).replace(f"{path}: ", "").split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {msg[:100]}"
+
+
 def time_pass(tool: Tool, paths: list[str]) -> float:
+    """Seconds for one pass of the tool over the files, reading each from disk."""
     gc.collect()
     start = time.perf_counter()
     for path in paths:
         tool.run(path)
     return time.perf_counter() - start
+
+
+def time_slow_pass(tool: Tool, paths: list[Path], errors: dict[Path, str]) -> float:
+    """Like `time_pass`, for the slow tools' subsets: files are timed one by one, so a file that
+    fails (recorded in ``errors``) costs no extra validation pass and is left out of the time."""
+    gc.collect()
+    total = 0.0
+    for path in paths:
+        if path in errors:
+            continue
+        start = time.perf_counter()
+        try:
+            tool.run(str(path))
+        except Exception as exc:
+            errors[path] = describe(exc, path)
+            continue
+        total += time.perf_counter() - start
+    return total
 
 
 # ----------------------------------------------------------------------------- one folder
@@ -155,6 +185,7 @@ class Row:
     notes: int
     seconds: float
     subset: bool = False
+    repeat: int = 1
 
     @property
     def files_per_s(self) -> float:
@@ -170,55 +201,57 @@ class FolderResult:
     folder: str
     n_found: int
     rows: list[Row] = field(default_factory=list)
-    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (file, tool, reason)
+    skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # file -> reason -> tools
+    subset_tools: set[str] = field(default_factory=set)  # a failure in these skips the file for them only
 
 
 def bench_folder(folder: Path, tools: list[Tool], repeat: int, label: str) -> FolderResult:
     found = midi_files(folder)
-    result = FolderResult(label, len(found))
+    result = FolderResult(label, len(found), subset_tools={t.name for t in tools if t.subset is not None})
+    fast = [t for t in tools if t.subset is None]
+    slow = [t for t in tools if t.subset is not None]
 
-    # Note counts (symusic) and the untimed validation / warm-up pass of the whole-folder tools.
+    # Untimed pass of every whole-folder tool over every file: finds the files that one of them
+    # cannot read (skipped for all), and warms the tools up.
     bad: dict[Path, list[tuple[str, str]]] = {}
-    notes: dict[Path, int] = {}
-    for path in found:
-        try:
-            notes[path] = count_notes(path)
-        except Exception as exc:
-            bad.setdefault(path, []).append(("note count (symusic)", f"{type(exc).__name__}: {exc}"))
-    for tool in tools:
-        candidates = found if tool.subset is None else []
-        for path, reason in first_error(tool, candidates).items():
+    for tool in fast:
+        for path, reason in failures(tool, found).items():
             bad.setdefault(path, []).append((tool.name, reason))
     common = [p for p in found if p not in bad]
-
-    # The slow tools' subsets come from the common files; their own failures are skipped too.
-    chosen: dict[str, list[Path]] = {}
-    for tool in tools:
-        if tool.subset is None:
-            chosen[tool.name] = common
-            continue
-        subset = evenly_spaced(common, tool.subset)
-        errors = first_error(tool, subset)  # warm-up and validation on the subset only
-        for path, reason in errors.items():
-            bad.setdefault(path, []).append((tool.name, reason))
-        chosen[tool.name] = [p for p in subset if p not in errors]
-
-    for path, reasons in bad.items():
-        for tool_name, reason in reasons:
-            result.skipped.append((str(path.relative_to(folder)), tool_name, reason))
+    notes = {path: count_notes(path) for path in common}
 
     # Timed passes, round-robin over the tools; keep each tool's best.
-    best = {tool.name: float("inf") for tool in tools}
+    best = {tool.name: float("inf") for tool in fast}
     for _ in range(repeat):
-        for tool in tools:
-            paths = [str(p) for p in chosen[tool.name]]
-            if paths:
-                best[tool.name] = min(best[tool.name], time_pass(tool, paths))
-    for tool in tools:
-        files = chosen[tool.name]
-        if files:
-            subset = tool.subset is not None and len(files) < len(common)
-            result.rows.append(Row(tool.name, len(files), sum(notes[p] for p in files), best[tool.name], subset))
+        for tool in fast:
+            best[tool.name] = min(best[tool.name], time_pass(tool, [str(p) for p in common]))
+    for tool in fast:
+        if common:
+            n_notes = sum(notes[p] for p in common)
+            result.rows.append(Row(tool.name, len(common), n_notes, best[tool.name], repeat=repeat))
+
+    # The slow tools: a subset of the common files, warmed up on its smallest file.
+    for tool in slow:
+        subset = evenly_spaced(common, tool.subset)
+        if not subset:
+            continue
+        errors: dict[Path, str] = {}
+        failures(tool, [min(subset, key=notes.get)])  # warm-up; a failure shows up again below
+        seconds = min(time_slow_pass(tool, subset, errors) for _ in range(tool.repeat))
+        for path, reason in errors.items():
+            bad.setdefault(path, []).append((tool.name, reason))
+        ok = [p for p in subset if p not in errors]
+        if ok:
+            n_notes = sum(notes[p] for p in ok)
+            partial = len(ok) < len(common)
+            result.rows.append(Row(tool.name, len(ok), n_notes, seconds, partial, tool.repeat))
+
+    order = [tool.name for tool in tools]
+    result.rows.sort(key=lambda row: order.index(row.tool))
+    for path, reasons in bad.items():
+        by_reason = result.skipped.setdefault(str(path.relative_to(folder)), {})
+        for tool_name, reason in reasons:
+            by_reason.setdefault(reason, []).append(tool_name)
     return result
 
 
@@ -231,26 +264,28 @@ def table_cells(result: FolderResult) -> list[list[str]]:
     ref, ceiling = by_name.get(REFERENCE), by_name.get(CEILING)
     cells = []
     for row in result.rows:
-        name = f"{row.tool} (subset: {row.files} files)" if row.subset else row.tool
+        name = f"{row.tool} [subset]" if row.subset else row.tool
         ratio = f"{row.notes_per_s / ref.notes_per_s:.2f}x" if ref else "-"
-        frac = (
-            f"{row.notes_per_s / ceiling.notes_per_s:.1%}"
-            if ceiling and row.tool.startswith("midigen")
-            else ""
-        )
+        frac = ""
+        if ceiling and row.tool.startswith("midigen"):
+            frac = f"{row.notes_per_s / ceiling.notes_per_s:.1%}"
+        files_per_s = f"{row.files_per_s:,.1f}" if row.files_per_s >= 10 else f"{row.files_per_s:.2f}"
         cells.append([
             name, str(row.files), str(row.notes), f"{row.seconds:.4f}",
-            f"{row.files_per_s:,.1f}", f"{row.notes_per_s:,.0f}", ratio, frac,
+            files_per_s, f"{row.notes_per_s:,.0f}", ratio, frac,
         ])
     return cells
 
 
 def print_table(result: FolderResult, markdown: bool) -> None:
     cells = table_cells(result)
-    n_common = max((r.files for r in result.rows if not r.subset), default=0)
+    full = [r for r in result.rows if not r.subset]
+    timed = max((r.files for r in full), default=0)
+    skipped_all = [f for f, reasons in result.skipped.items()
+                   if any(set(tools) - result.subset_tools for tools in reasons.values())]
     title = (
-        f"{result.folder}: {result.n_found} MIDI files found, {n_common} timed, "
-        f"{len({s[0] for s in result.skipped})} skipped"
+        f"{result.folder}: {result.n_found} MIDI files found, {timed} timed with every tool, "
+        f"{len(skipped_all)} skipped; best of {full[0].repeat if full else 0} passes"
     )
     if markdown:
         print(f"\n**{title}**\n")
@@ -268,16 +303,24 @@ def print_table(result: FolderResult, markdown: bool) -> None:
         print("  ".join("-" * w for w in widths))
         for row in cells:
             print(fmt(row))
-    if result.skipped:
-        print("\nSkipped (for every tool):" if not markdown else "\nSkipped (for every tool):\n")
-        for file, tool, reason in result.skipped:
-            print(f"- `{file}` ({tool}): {reason}" if markdown else f"  {file} ({tool}): {reason}")
-    if any(r.subset for r in result.rows):
-        note = (
-            "music21 is timed on a fixed subset (evenly spaced over the sorted files); its notes/s "
-            "and ratio compare rates, not the same files."
-        )
-        print(f"\n{note}" if markdown else f"  note: {note}")
+
+    notes = []
+    for row in result.rows:
+        if row.subset:
+            notes.append(
+                f"* {row.tool} is timed on a fixed subset of {row.files} of the {timed} files (evenly "
+                f"spaced over the sorted list), best of {row.repeat} pass(es); its notes/s and ratio "
+                f"compare rates, not the same files."
+            )
+    for file, reasons in result.skipped.items():
+        only_subset = all(set(tools) <= result.subset_tools for tools in reasons.values())
+        scope = "left out of the subset" if only_subset else "skipped for every tool"
+        why = "; ".join(f"{', '.join(tools)}: {reason}" for reason, tools in reasons.items())
+        notes.append(f"* `{file}` {scope}. {why}")
+    if notes:
+        print()
+        for line in notes:
+            print(line if markdown else "  " + line[2:].replace("`", ""))
 
 
 # ----------------------------------------------------------------------------- main
@@ -287,10 +330,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--folders", nargs="+", default=["data/bach", "../shared/corpus"],
         help="folders of MIDI files, searched recursively (default: data/bach ../shared/corpus)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes per tool; the best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes per tool, best kept (default 5)")
     parser.add_argument(
         "--music21-files", type=int, default=10,
         help="how many files of each folder music21 is timed on (default 10; 0 leaves music21 out)",
+    )
+    parser.add_argument(
+        "--music21-repeat", type=int, default=1,
+        help="timed passes for music21 (default 1: it is ~1000x slower, so noise does not matter)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     return parser.parse_args(argv)
@@ -303,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = [midigen_tool(), midigen_tool(EncodingConfig.blog(), "midigen blog")]
     tools += [t for t in [miditok_tool()] if t is not None]
     if args.music21_files > 0:
-        tools += [t for t in [music21_tool(args.music21_files)] if t is not None]
+        tools += [t for t in [music21_tool(args.music21_files, args.music21_repeat)] if t is not None]
     tools.append(symusic_tool())
 
     print(
@@ -314,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.folders:
         path = Path(folder)
         if not path.is_dir():
-            print(f"\n[skip] {folder}: no such folder (../shared/corpus exists only in the project's workspace)")
+            hint = " (it exists in the project's workspace, not in a checkout)" if "shared" in folder else ""
+            print(f"\n[skip] {folder}: no such folder{hint}")
             continue
         if not midi_files(path):
             print(f"\n[skip] {folder}: no MIDI files in it")
