@@ -78,6 +78,82 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import json
+
+    from .train import TrainConfig, Trainer, TrainingError
+
+    train_kw, model_kw = {}, {}
+    if args.config:
+        conf = json.loads(open(args.config).read())
+        train_kw.update(conf.get("train", {}))
+        model_kw.update(conf.get("model", {}))
+    for name in ("data", "out", "model", "strategy", "location", "batch_size", "grad_accum", "seq_len", "max_steps",
+                 "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "eval_interval", "eval_batches",
+                 "patience", "seed", "device"):
+        v = getattr(args, name)
+        if v is not None:
+            train_kw[name] = v
+    if args.compile:
+        train_kw["compile"] = True
+    if args.quiet:
+        train_kw["progress"] = False
+    for name in ("n_layer", "n_head", "n_embd", "dropout", "position"):
+        v = getattr(args, name)
+        if v is not None:
+            model_kw[name] = v
+    if args.no_musical:
+        model_kw["musical"] = False
+    cfg = TrainConfig.from_dict(train_kw)
+    trainer = Trainer(cfg, model_kw, resume=args.resume)
+    if trainer.is_main:
+        n = trainer.raw_model.num_params()
+        print(f"{cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.vocab)}, "
+              f"{trainer.train_data.n_tokens:,} training tokens, device {trainer.device}"
+              + (f", {trainer.world} processes" if trainer.world > 1 else "")
+              + (f", resuming at step {trainer.step}" if args.resume else ""))
+    try:
+        m = trainer.train()
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if trainer.is_main and m:
+        print(f"step {trainer.step}: valid loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}, "
+              f"{m['bits_per_token']:.3f} bits/token; checkpoints in {cfg.out}/latest and {cfg.out}/best")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .checkpoint import CheckpointError, load_model
+    from .encoding import decode
+    from .generate import SamplingConfig, generate, prompt_from_midi
+    from .midi import write_midi
+
+    try:
+        model, vocab, meta = load_model(args.checkpoint, device=args.device)
+    except (CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    prompt = prompt_from_midi(args.prompt, vocab, beats=args.prompt_beats) if args.prompt else None
+    cfg = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature,
+                         note_temperature=args.note_temperature, duration_temperature=args.duration_temperature,
+                         top_k=args.top_k, top_p=args.top_p, min_length=args.min_length, seed=args.seed)
+    outs = generate(model, vocab, prompt, num_samples=args.num_samples, config=cfg)
+    from pathlib import Path
+
+    out = Path(args.out)
+    for i, toks in enumerate(outs):
+        path = out if args.num_samples == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
+        score = decode(toks.ids, vocab)
+        write_midi(score, path)
+        n_prompt = 0 if prompt is None else len(prompt)
+        print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, {score.end_beats.max(initial=0):.1f} beats")
+    return 0
+
+
 def cmd_export_corpus(args) -> int:
     from .datasets import export_music21_corpus
 
@@ -117,6 +193,55 @@ def main(argv=None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _encoding_args(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model on a prepared corpus")
+    p.add_argument("--data", help="prepared corpus folder (from `midigen prepare`)")
+    p.add_argument("--out", help="run folder: checkpoints, TensorBoard logs, history")
+    p.add_argument("--model", choices=["gpt"], help="model architecture (default gpt)")
+    p.add_argument("--config", help="JSON file {\"train\": {...}, \"model\": {...}}; flags override it")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/latest exactly")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--min-lr", type=float)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--eval-interval", type=int)
+    p.add_argument("--eval-batches", type=int)
+    p.add_argument("--patience", type=int, help="early stopping: validations without improvement")
+    p.add_argument("--strategy", choices=["random_windows", "per_song", "contiguous"])
+    p.add_argument("--location", help="disk | ram | cuda: where the corpus lives")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:1 ...")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--n-layer", type=int)
+    p.add_argument("--n-head", type=int)
+    p.add_argument("--n-embd", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--position", choices=["learned", "rotary"])
+    p.add_argument("--no-musical", action="store_true", help="no beat/bar embeddings")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="sample music from a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--out", required=True, help="output .mid (with --num-samples N: OUT_0.mid ...)")
+    p.add_argument("--prompt", help="a MIDI file to continue")
+    p.add_argument("--prompt-beats", type=float, help="use only the prompt's first N beats")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--note-temperature", type=float)
+    p.add_argument("--duration-temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--min-length", type=int, default=0, help="no <eos> before this many tokens")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("export-corpus", help="export music21's bundled corpus to MIDI files")
     p.add_argument("--composer", default="bach", help="a composer of music21's corpus, or 'all' (default bach)")

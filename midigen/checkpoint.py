@@ -1,0 +1,199 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else. Nothing is ever unpickled.
+
+A checkpoint is a folder::
+
+    model.safetensors      the weights
+    optimizer.safetensors  optimizer moments (training checkpoints only)
+    config.json            model name and config, encoding config, training config
+    vocab.json             the vocabulary (with its encoding config)
+    trainer_state.json     step, data position, best validation loss, RNG states (training only)
+    checksums.json         sha256 of every file above, checked on load
+
+It is written to a temporary folder and renamed into place, so a crash mid-write leaves the
+previous checkpoint intact. A truncated or edited file fails to load with an error that names it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .encoding import Vocab
+
+CHECKPOINT_FORMAT = "midigen.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, corrupt or does not fit what loads it."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rng_state() -> dict:
+    """Torch RNG states as JSON-able strings (dropout and sampling depend on them)."""
+    state = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if torch.cuda.is_available():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    decode = lambda s: torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)  # noqa: E731
+    torch.set_rng_state(decode(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([decode(s) for s in state["cuda"]])
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer):
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, trainer_state: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically. ``config`` holds the model name and configs."""
+    from safetensors.torch import save_file, save_model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    raw = model.module if hasattr(model, "module") else model  # unwrap DDP
+    raw = getattr(raw, "_orig_mod", raw)  # unwrap torch.compile
+    save_model(raw, str(tmp / "model.safetensors"))  # handles tied weights
+    files = ["model.safetensors", "config.json", "vocab.json"]
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **config}
+    (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    vocab.save(tmp / "vocab.json")
+    if optimizer is not None:
+        tensors, opt_meta = _optimizer_tensors(optimizer)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        trainer_state = {**(trainer_state or {}), "optimizer": opt_meta}
+        files.append("optimizer.safetensors")
+    if trainer_state is not None:
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+        files.append("trainer_state.json")
+    (tmp / "checksums.json").write_text(json.dumps({f: _sha256(tmp / f) for f in files}, indent=1))
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+def resolve(path) -> Path:
+    """A checkpoint folder from a run folder (its ``best``, else ``latest``) or the folder itself."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    for name in ("best", "latest"):
+        if (p / name / "config.json").is_file():
+            return p / name
+    # a crash between the two renames of save_checkpoint leaves only the old copy
+    olds = sorted(p.glob(".latest.old-*"))
+    if olds and (olds[-1] / "config.json").is_file():
+        return olds[-1]
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint or run folder")
+    raise CheckpointError(f"{p}: no checkpoint here (expected config.json, or best/ or latest/ inside a run folder)")
+
+
+def read_checkpoint(path, verify: bool = True) -> tuple[Path, dict, Vocab]:
+    """Check a checkpoint folder's files and read its config and vocabulary."""
+    p = resolve(path)
+    sums_path = p / "checksums.json"
+    if not sums_path.is_file():
+        raise CheckpointError(f"{p}: incomplete checkpoint (checksums.json missing)")
+    sums = json.loads(sums_path.read_text())
+    for name, digest in sums.items():
+        f = p / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing from the checkpoint")
+        if verify and _sha256(f) != digest:
+            raise CheckpointError(f"{f}: checksum mismatch: the file is truncated or was modified")
+    try:
+        meta = json.loads((p / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{p / 'config.json'}: not valid JSON ({exc})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p}: not a midigen checkpoint of version {CHECKPOINT_VERSION}")
+    vocab = Vocab.load(p / "vocab.json")
+    return p, meta, vocab
+
+
+def build_model(name: str, model_config: dict):
+    from .model import GPT, GPTConfig
+
+    if name == "gpt":
+        return GPT(GPTConfig.from_dict(model_config))
+    raise CheckpointError(f"unknown model {name!r} (this midigen knows: gpt)")
+
+
+def load_model(path, device="cpu"):
+    """Load a checkpoint for inference: ``(model, vocab, meta)``, the model in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model as st_load_model
+
+    p, meta, vocab = read_checkpoint(path)
+    model = build_model(meta["model"], meta["model_config"])
+    if model.config.vocab_size != len(vocab):
+        raise CheckpointError(f"{p}: model vocabulary ({model.config.vocab_size}) differs from vocab.json ({len(vocab)})")
+    try:
+        st_load_model(model, str(p / "model.safetensors"), device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"{p / 'model.safetensors'}: cannot load weights ({exc})") from None
+    return model.to(device).eval(), vocab, meta
+
+
+def load_training_state(path, model, optimizer) -> dict:
+    """Restore model and optimizer in place from a training checkpoint; returns trainer_state."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from safetensors.torch import load_model as st_load_model
+
+    p, meta, vocab = read_checkpoint(path)
+    raw = model.module if hasattr(model, "module") else model
+    raw = getattr(raw, "_orig_mod", raw)
+    device = next(raw.parameters()).device
+    try:
+        st_load_model(raw, str(p / "model.safetensors"), device=str(device))
+        tensors = load_file(str(p / "optimizer.safetensors"), device=str(device))
+    except (SafetensorError, RuntimeError, OSError, FileNotFoundError) as exc:
+        raise CheckpointError(f"{p}: cannot restore training state ({exc})") from None
+    state = json.loads((p / "trainer_state.json").read_text())
+    _load_optimizer(optimizer, tensors, state.pop("optimizer"))
+    return state

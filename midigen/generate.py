@@ -1,0 +1,178 @@
+"""Sampling music from a trained model: KV-cached, batched, grammar-constrained.
+
+Every step masks the tokens that cannot come next in the encoding's grammar
+(`midigen.encoding.grammar`): a note is always followed by a duration, ``<sep>`` by a gap, an
+instrument token by a note, no ``<eos>`` before ``min_length``... so **every sampled sequence
+decodes to valid MIDI**, whatever the model (MusicAutoBot only filters note/duration alternation
+and self-trained models there still emit undecodable sequences).
+
+Also: separate temperatures for note and duration tokens (as MusicAutoBot offers), top-k and
+top-p (nucleus) filtering, batch generation, continuation of a prompt, and pieces longer than the
+model's block size through a sliding window (the cache is rebuilt from the most recent tokens).
+Each generated token gets its time step, tracked from the gaps, for the musical embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encoding import Tokens, Vocab, encode
+from .encoding.grammar import ALLOWED_KINDS, C_GAP_DUR, C_SEP, C_START, NEXT_CONTEXT, contexts
+from .encoding.vocab import K_DUR, K_EOS, K_INSTR, K_NOTE
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 512
+    temperature: float = 1.0
+    note_temperature: float | None = None  # defaults to `temperature`
+    duration_temperature: float | None = None  # defaults to `temperature`
+    top_k: int | None = None
+    top_p: float | None = None
+    min_length: int = 0  # no <eos> before the sequence has this many tokens
+    constrained: bool = True  # mask tokens the grammar does not allow
+    seed: int | None = None
+
+
+class _Tables:
+    """Per-vocabulary lookup tables, on the model's device, built once per call."""
+
+    def __init__(self, vocab: Vocab, cfg: SamplingConfig, device):
+        t = lambda a, dt=torch.long: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
+        self.kind = t(vocab.kind)
+        self.value = t(vocab.value)
+        self.allowed = t(ALLOWED_KINDS[:, vocab.kind], torch.bool)  # (contexts, vocab)
+        self.next_ctx = t(NEXT_CONTEXT)
+        self.is_note = self.kind == K_NOTE
+        self.is_eos = self.kind == K_EOS
+        self.needs_instrument = vocab.config.instruments
+        temp = np.full(len(vocab), cfg.temperature, np.float32)
+        temp[vocab.kind == K_NOTE] = cfg.note_temperature or cfg.temperature
+        temp[vocab.kind == K_DUR] = cfg.duration_temperature or cfg.temperature
+        self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
+
+
+def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cum - torch.softmax(sorted_logits, dim=-1) > top_p  # keep the first token always
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+@torch.no_grad()
+def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int = 1,
+             config: SamplingConfig | None = None, **overrides) -> list[Tokens]:
+    """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
+
+    Returns `Tokens` per sample (prompt included, up to and including ``<eos>`` if one was
+    sampled). Keyword overrides set fields of `SamplingConfig`, e.g. ``temperature=0.9``.
+    """
+    cfg = config or SamplingConfig()
+    if overrides:
+        cfg = SamplingConfig(**{**cfg.__dict__, **overrides})
+    model.eval()
+    device = next(model.parameters()).device
+    T = _Tables(vocab, cfg, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)).item()))
+    B = num_samples
+
+    if prompt is None:
+        ids0 = np.array([vocab.sos_id])
+        steps0 = np.zeros(1, np.int64)
+    else:
+        ids0 = np.asarray(prompt.ids, np.int64)
+        steps0 = np.asarray(prompt.steps, np.int64)
+        if vocab.kind[ids0[-1]] == K_EOS:  # continue the piece: drop its end
+            ids0, steps0 = ids0[:-1], steps0[:-1]
+    kinds0 = vocab.kind[ids0]
+    ctx0 = int(contexts(kinds0)[-1])
+    # the time step where the next token stands: the sum of all gaps so far
+    gap_dur = (kinds0 == K_DUR) & (np.concatenate([[C_START], contexts(kinds0)[:-1]]) == C_SEP)
+    step0 = int(vocab.value[ids0][gap_dur].sum())
+
+    ids = torch.as_tensor(ids0, device=device).repeat(B, 1)
+    steps = torch.as_tensor(steps0, device=device).repeat(B, 1)
+    ctx = torch.full((B,), ctx0, dtype=torch.long, device=device)
+    step = torch.full((B,), step0, dtype=torch.long, device=device)
+    has_instr = torch.full((B,), bool((kinds0 == K_INSTR).any()), device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    out_ids, out_steps = [ids], [steps]
+
+    block = model.config.block_size
+    keep = max(1, block * 3 // 4)  # tokens kept when the window slides
+    cache = None
+    context_ids, context_steps = ids[:, -block:], steps[:, -block:]
+    from .model import KVCache  # (no import cycle at module level)
+
+    def prefill(c_ids, c_steps):
+        c = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
+        logits, _ = model(c_ids, c_steps, cache=c)
+        return c, logits[:, -1]
+
+    cache, logits = prefill(context_ids, context_steps)
+    length = ids.shape[1]
+    for _ in range(cfg.max_new_tokens):
+        logits = logits.float() * T.inv_temp
+        if cfg.constrained:
+            allowed = T.allowed[ctx]
+            if T.needs_instrument:
+                allowed = allowed & ~(T.is_note & ~has_instr[:, None])
+            if length < cfg.min_length:
+                allowed = allowed & ~T.is_eos
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = _filter(logits, cfg.top_k, cfg.top_p)
+        tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
+        tok = torch.where(done, torch.full_like(tok, vocab.pad_id), tok)
+        kind = T.kind[tok]
+        tok_step = step.clone()
+        new_ctx = T.next_ctx[ctx, kind]
+        step = step + torch.where(new_ctx == C_GAP_DUR, T.value[tok], 0)
+        ctx = new_ctx
+        has_instr |= kind == K_INSTR
+        out_ids.append(tok[:, None])
+        out_steps.append(tok_step[:, None])
+        done |= kind == K_EOS
+        length += 1
+        if bool(done.all()):
+            break
+        if cache.pos >= block:  # slide: rebuild the cache from the most recent tokens
+            all_ids, all_steps = torch.cat(out_ids, 1), torch.cat(out_steps, 1)
+            cache, logits = prefill(all_ids[:, -keep:], all_steps[:, -keep:])
+        else:
+            logits, _ = model(tok[:, None], tok_step[:, None], cache=cache)
+            logits = logits[:, -1]
+
+    all_ids = torch.cat(out_ids, 1).cpu().numpy()
+    all_steps = torch.cat(out_steps, 1).cpu().numpy()
+    results = []
+    for b in range(B):
+        row, srow = all_ids[b], all_steps[b]
+        eos = np.flatnonzero(vocab.kind[row] == K_EOS)
+        n = eos[0] + 1 if len(eos) else len(row)
+        results.append(Tokens(row[:n].astype(vocab.dtype), srow[:n].astype(np.int32), {}))
+    return results
+
+
+def prompt_from_midi(path, vocab: Vocab, beats: float | None = None) -> Tokens:
+    """Encode a MIDI file as a prompt, optionally only its first ``beats`` quarter notes."""
+    toks = encode(path, vocab)
+    if beats is None:
+        return toks
+    limit = int(round(beats * vocab.config.steps_per_beat))
+    # cut before the first token of the first time step at or past the limit: that is right
+    # after a gap, where a continuation may start
+    # Tokens of a time step carry its step, and a gap's "<sep> dN" carries the step it leaves,
+    # so the first token at or past the limit stands right after a gap: a clean place to cut.
+    cut = int(np.searchsorted(toks.steps, limit, side="left"))
+    cut = min(max(cut, 1), len(toks) - 1)  # keep <sos>, never keep <eos>
+    return Tokens(toks.ids[:cut], toks.steps[:cut], dict(toks.stats))

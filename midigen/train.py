@@ -1,0 +1,329 @@
+"""Training: the `Trainer` and ``midigen train``.
+
+One loop, written to be read (after nanoGPT's train.py), with what a research run needs:
+AdamW with decoupled weight decay, linear warm-up then cosine decay, gradient clipping and
+accumulation, bf16 autocast on CUDA, optional ``torch.compile``, periodic validation (loss,
+perplexity, bits per token), early stopping, a tqdm bar, TensorBoard event files, and
+checkpoints (`midigen.checkpoint`: safetensors + JSON) of the latest and the best model.
+
+**Exact resume.** The data order is a pure function of (seed, epoch, batch number), and a
+checkpoint stores the model, the optimizer moments, the step, the data position and the RNG
+states, so ``--resume`` continues as if never stopped: the same losses, to float tolerance.
+
+**Scaling out.** Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every process draws the same global batch
+and trains on its share of the rows, so N processes follow the trajectory of one process with
+the same global batch::
+
+    torchrun --nproc_per_node 4 -m midigen train --data data/prepared/bach --out runs/gpt4
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import CheckpointError, load_training_state, rng_state, save_checkpoint, set_rng_state
+from .data import PreparedCorpus, make_batches
+from .data.batching import IGNORE_INDEX
+from .model import GPT, GPTConfig
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/prepared/bach"
+    out: str = "runs/gpt"
+    model: str = "gpt"
+    strategy: str = "random_windows"  # random_windows | per_song | contiguous
+    location: str = "disk"  # disk (memmap) | ram | a torch device such as cuda
+    batch_size: int = 8  # rows per micro-step, across all processes
+    grad_accum: int = 1  # micro-steps per optimizer step
+    seq_len: int = 256
+    max_steps: int = 1000
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_interval: int = 100  # steps between validations (and checkpoints)
+    eval_batches: int | None = 20  # None: the whole validation split
+    patience: int | None = None  # stop after this many validations without improvement
+    log_interval: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    compile: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def default_model_config(vocab, seq_len: int, **overrides) -> GPTConfig:
+    """A GPT sized for the corpus: its vocabulary, 4/4 bars at the encoding's resolution."""
+    kw = dict(vocab_size=len(vocab), block_size=seq_len, steps_per_bar=4 * vocab.config.steps_per_beat)
+    kw.update(overrides)
+    return GPTConfig(**kw)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model_config: GPTConfig | dict | None = None, resume: bool = False):
+        self.cfg = cfg = config
+        # ---- processes
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if cfg.device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            device = cfg.device
+        if self.world > 1:
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+            if device == "cuda":
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+                torch.cuda.set_device(device)
+            if cfg.batch_size % self.world:
+                raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        self.device = torch.device(device)
+        self.is_main = self.rank == 0
+        self.out = Path(cfg.out)
+        # ---- data
+        self.train_data = PreparedCorpus(cfg.data, "train", cfg.location)
+        self.valid_data = PreparedCorpus(cfg.data, "valid", cfg.location)
+        self.vocab = self.train_data.vocab
+        if self.valid_data.n_tokens == 0:
+            raise ValueError(f"{cfg.data}: the validation split is empty; prepare with a larger --valid-fraction")
+        self.batches = make_batches(self.train_data, cfg.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        # ---- model and optimizer
+        torch.manual_seed(cfg.seed)
+        if isinstance(model_config, dict):
+            model_config = default_model_config(self.vocab, cfg.seq_len, **model_config)
+        self.model_config = model_config or default_model_config(self.vocab, cfg.seq_len)
+        if self.model_config.vocab_size != len(self.vocab):
+            raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.vocab)}")
+        if cfg.model != "gpt":
+            raise ValueError(f"unknown model {cfg.model!r}")
+        self.raw_model = GPT(self.model_config).to(self.device)
+        self.optimizer = self.raw_model.optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
+        self.model = self.raw_model
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+        )
+        # ---- state
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = float("inf")
+        self.bad_evals = 0
+        self.history: list[dict] = []
+        if resume:
+            self._resume()
+        self.writer = None
+
+    # ------------------------------------------------------------------ data
+    def _batches_from(self, epoch: int, skip: int):
+        """Batches from (epoch, skip) on, for ever; keeps self.epoch/batch_in_epoch current."""
+        while True:
+            self.batches.set_epoch(epoch)
+            self.epoch, self.batch_in_epoch = epoch, 0
+            for i, batch in enumerate(self.batches):
+                if i < skip:
+                    continue
+                self.batch_in_epoch = i + 1
+                yield batch
+            epoch, skip = epoch + 1, 0
+
+    def _my_rows(self, batch: dict) -> dict:
+        """This process's share of the global batch, on its device."""
+        per = self.cfg.batch_size // self.world
+        rows = slice(self.rank * per, (self.rank + 1) * per)
+        return {k: v[rows].to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Token-weighted loss over the validation split (every token once, piece by piece)."""
+        self.model.eval()
+        batches = make_batches(self.valid_data, "contiguous", self.cfg.batch_size, self.cfg.seq_len, seed=0)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        for i, batch in enumerate(batches):
+            if self.cfg.eval_batches is not None and i >= self.cfg.eval_batches:
+                break
+            b = {k: v.to(self.device) for k, v in batch.items()}
+            n = int((b["y"] != IGNORE_INDEX).sum())
+            if n == 0:
+                continue
+            with self.autocast:
+                _, loss = self.raw_model(b["x"], b["steps"], b["y"])
+            total += loss.double() * n
+            count += n
+        self.model.train()
+        loss = float(total / max(count, 1))
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2), "tokens": count}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> dict:
+        return {
+            "model": self.cfg.model,
+            "model_config": self.model_config.to_dict(),
+            "encoding": self.vocab.config.to_dict(),
+            "train_config": self.cfg.to_dict(),
+        }
+
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_val": self.best_val,
+            "bad_evals": self.bad_evals,
+            "rng": rng_state(),
+        }
+
+    def save(self, name: str = "latest") -> Path | None:
+        if not self.is_main:
+            return None
+        state = self._state() if name == "latest" else None
+        opt = self.optimizer if name == "latest" else None
+        return save_checkpoint(self.out / name, self.raw_model, self.vocab, self._meta(), opt, state)
+
+    def _resume(self):
+        path = self.out / "latest"
+        if not path.exists():
+            raise CheckpointError(f"{path}: nothing to resume (no checkpoint yet)")
+        state = load_training_state(path, self.raw_model, self.optimizer)
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best_val, self.bad_evals = state["best_val"], state["bad_evals"]
+        set_rng_state(state["rng"])
+        hist = self.out / "history.jsonl"
+        if hist.exists():
+            self.history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+            self.history = [h for h in self.history if h["step"] <= self.step]
+
+    # ------------------------------------------------------------------ the loop
+    def _log(self, record: dict):
+        self.history.append(record)
+        if not self.is_main:
+            return
+        with open(self.out / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k != "step" and isinstance(v, (int, float)):
+                self.writer.add_scalar(k, v, record["step"])
+
+    def train(self, until: int | None = None) -> dict:
+        """Train to ``max_steps`` (or early stop); returns the last validation metrics.
+
+        ``until`` stops earlier, at that step, keeping the schedule of ``max_steps`` (as an
+        interrupted run would; a checkpoint is written there).
+        """
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            # keep the history consistent with the resumed step
+            (self.out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
+            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
+            (self.out / "train_config.json").write_text(json.dumps(self._meta(), indent=1))
+        data = self._batches_from(self.epoch, self.batch_in_epoch)
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
+                   disable=not (cfg.progress and self.is_main))
+        metrics: dict = {}
+        tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
+        t_last = time.perf_counter()
+        try:
+            stop = min(cfg.max_steps, until) if until is not None else cfg.max_steps
+            while self.step < stop:
+                lr = lr_at(self.step, cfg)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                loss_sum = torch.zeros((), device=self.device)
+                for micro in range(cfg.grad_accum):
+                    b = self._my_rows(next(data))
+                    sync = micro == cfg.grad_accum - 1 or self.world == 1
+                    ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
+                    with ctx, self.autocast:
+                        _, loss = self.model(b["x"], b["steps"], b["y"])
+                    (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.detach() / cfg.grad_accum
+                if self.world > 1:
+                    dist.all_reduce(loss_sum)
+                    loss_sum /= self.world
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+                train_loss = float(loss_sum)
+                if not math.isfinite(train_loss) or not math.isfinite(float(grad_norm)):
+                    raise TrainingError(
+                        f"loss became {train_loss} at step {self.step} (grad norm {float(grad_norm)}): stopping; "
+                        f"the last good checkpoint is in {self.out / 'latest'}. Try a lower --lr or more warm-up."
+                    )
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                now = time.perf_counter()
+                tps = tokens_per_step / max(now - t_last, 1e-9)
+                t_last = now
+                record = {"step": self.step, "train/loss": train_loss, "train/lr": lr,
+                          "train/grad_norm": float(grad_norm), "train/tokens_per_s": tps}
+                self._log(record)
+                bar.update(1)
+                if self.step % cfg.log_interval == 0:
+                    bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+                if self.step % cfg.eval_interval == 0 or self.step == stop:
+                    metrics = self.evaluate()
+                    self._log({"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}})
+                    improved = metrics["loss"] < self.best_val
+                    if improved:
+                        self.best_val, self.bad_evals = metrics["loss"], 0
+                    else:
+                        self.bad_evals += 1
+                    self.save("latest")
+                    if improved:
+                        self.save("best")
+                    if cfg.patience is not None and self.bad_evals >= cfg.patience:
+                        bar.write(f"early stopping at step {self.step}: no improvement in {cfg.patience} validations")
+                        break
+                    t_last = time.perf_counter()  # don't count evaluation as training time
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        return metrics

@@ -1,0 +1,98 @@
+"""Sampling: grammar-constrained output always decodes; the KV cache changes nothing; long pieces."""
+
+import numpy as np
+import pytest
+import torch
+
+from midigen import EncodingConfig, Vocab, decode
+from midigen.encoding.grammar import Grammar
+from midigen.generate import SamplingConfig, _filter, generate, prompt_from_midi
+from midigen.model import GPT, GPTConfig
+
+
+def untrained(vocab, block=64, **kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=len(vocab), block_size=block, n_layer=2, n_head=2, n_embd=32, **kw)).eval()
+
+
+@pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
+def test_constrained_sampling_decodes_for_100_seeds(config):
+    # An untrained model is the worst case: it has no idea of the grammar.
+    vocab = Vocab(config)
+    model = untrained(vocab)
+    grammar = Grammar(vocab, min_length=30)
+    for seed in range(100):
+        (toks,) = generate(model, vocab, max_new_tokens=80, seed=seed, min_length=30)
+        assert len(grammar.violations(toks.ids)) == 0, seed
+        decode(toks.ids, vocab, strict=True)
+        assert np.all(np.diff(toks.steps) >= 0)
+
+
+def test_unconstrained_sampling_from_an_untrained_model_breaks_the_grammar():
+    vocab = Vocab()
+    (toks,) = generate(untrained(vocab), vocab, max_new_tokens=80, seed=0, constrained=False)
+    assert len(Grammar(vocab).violations(toks.ids)) > 0  # what the constraint protects from
+
+
+def test_generated_steps_match_the_encoders():
+    vocab = Vocab()
+    (toks,) = generate(untrained(vocab), vocab, max_new_tokens=150, seed=3, min_length=150)
+    from midigen import encode
+
+    again = encode(decode(toks.ids, vocab, strict=True), vocab)
+    # the decoded piece re-encodes to the same steps wherever the tokens are the same
+    n = min(len(again), len(toks)) - 2
+    same = again.ids[:n] == toks.ids[:n]
+    assert np.array_equal(again.steps[:n][same], toks.steps[:n][same])
+
+
+def test_cached_greedy_generation_equals_recomputing_everything():
+    vocab = Vocab(EncodingConfig.blog())
+    model = untrained(vocab, block=128)
+    (toks,) = generate(model, vocab, max_new_tokens=40, top_k=1, seed=0, constrained=False)
+    ids = torch.tensor(toks.ids[:1], dtype=torch.long)[None]
+    steps = torch.tensor(toks.steps[:1], dtype=torch.long)[None]
+    for t in range(1, len(toks)):
+        logits, _ = model(ids, steps)
+        nxt = int(logits[0, -1].argmax())
+        assert nxt == toks.ids[t]
+        ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+        steps = torch.cat([steps, torch.tensor([[int(toks.steps[t])]])], 1)
+
+
+def test_pieces_longer_than_the_block_slide():
+    vocab = Vocab()
+    model = untrained(vocab, block=32)
+    outs = generate(model, vocab, num_samples=3, max_new_tokens=150, seed=1, min_length=150)
+    for toks in outs:
+        assert len(toks) >= 100  # far past the 32-token block
+        decode(toks.ids, vocab, strict=True)
+
+
+def test_prompt_continuation(bach_files):
+    vocab = Vocab()
+    prompt = prompt_from_midi(bach_files[0], vocab, beats=4)
+    assert prompt.steps.max() < 4 * 4 + 1
+    (toks,) = generate(untrained(vocab), vocab, prompt=prompt, max_new_tokens=60, seed=0)
+    assert np.array_equal(toks.ids[: len(prompt)], prompt.ids)
+    assert toks.steps[len(prompt)] >= prompt.steps[-1]
+    decode(toks.ids, vocab, strict=True)
+
+
+def test_top_p_and_top_k_filters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(_filter(logits, None, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = torch.isfinite(_filter(logits, 1, None))
+    assert kept.tolist() == [[True, False, False, False]]
+    assert torch.isfinite(_filter(logits, None, 0.01)).sum() == 1  # always keeps the best
+
+
+def test_note_and_duration_temperatures():
+    vocab = Vocab()
+    from midigen.generate import _Tables
+
+    t = _Tables(vocab, SamplingConfig(temperature=1.0, note_temperature=0.5, duration_temperature=2.0), "cpu")
+    assert float(t.inv_temp[vocab.index["n60"]]) == 2.0
+    assert float(t.inv_temp[vocab.index["d4"]]) == 0.5
+    assert float(t.inv_temp[vocab.index["<sep>"]]) == 1.0
