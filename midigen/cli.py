@@ -154,6 +154,49 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .checkpoint import CheckpointError
+    from .evaluate import evaluate, format_table, write_json
+
+    try:
+        result = evaluate(args.checkpoint, args.data, args.split, samples=args.samples, max_new_tokens=args.max_tokens,
+                          seed=args.seed, device=args.device, max_batches=args.max_batches, progress=not args.quiet)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"written to {args.json}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .errors import MidiError
+    from .playback import DEFAULT_SAMPLE_RATE, PlaybackError, render, write_wav
+
+    try:
+        audio = render(args.file, args.sample_rate or DEFAULT_SAMPLE_RATE, args.soundfont)
+    except (PlaybackError, MidiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    write_wav(audio, args.out, args.sample_rate or DEFAULT_SAMPLE_RATE)
+    print(f"{args.out}: {len(audio) / (args.sample_rate or DEFAULT_SAMPLE_RATE):.1f} s")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .checkpoint import CheckpointError
+    from .demo import run_demo
+
+    try:
+        run_demo(args.out, checkpoint=args.checkpoint, samples=args.samples)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_export_corpus(args) -> int:
     from .datasets import export_music21_corpus
 
@@ -242,6 +285,32 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="likelihood on a split and music statistics of generated samples")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="prepared corpus folder")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--samples", type=int, default=16, help="pieces to generate for the statistics (0: none)")
+    p.add_argument("--max-tokens", type=int, default=512, help="tokens per generated piece")
+    p.add_argument("--max-batches", type=int, help="limit the likelihood pass (default: the whole split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("render", help="render a MIDI file to WAV with FluidSynth")
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="output .wav")
+    p.add_argument("--soundfont", help="a .sf2 file (default: pretty_midi's bundled General MIDI SoundFont)")
+    p.add_argument("--sample-rate", type=int, help="default 22050")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("demo", help="prepare data/bach, continue a held-out chorale, render, evaluate")
+    p.add_argument("--out", default="out")
+    p.add_argument("--checkpoint", default="checkpoints/bach-gpt")
+    p.add_argument("--samples", type=int, default=8)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export-corpus", help="export music21's bundled corpus to MIDI files")
     p.add_argument("--composer", default="bach", help="a composer of music21's corpus, or 'all' (default bach)")

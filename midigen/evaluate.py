@@ -1,0 +1,243 @@
+"""Evaluation: how well a model predicts held-out music, and how its own music compares.
+
+Two kinds of numbers (the blog's "Evaluation" section):
+
+* **Likelihood** on a split: loss (nats per token), perplexity, bits per token and bits per
+  *note* (the same total information divided by the number of notes, which compares across
+  encodings and BPE vocabularies).
+* **Music statistics** of generated pieces against the same statistics of the split, per piece
+  and as distributions, with definitions from MusPy and Yang & Lerch (2020), on the step grid:
+
+  ========================  ==================================================================
+  pitch_range               highest minus lowest pitch (semitones)
+  pitch_classes_used        number of distinct pitch classes
+  pitch_class_entropy       Shannon entropy (bits) of the pitch-class histogram
+  polyphony                 mean number of pitches sounding, over steps where any is sounding
+  polyphony_rate            fraction of sounding steps with two or more pitches
+  scale_consistency         largest fraction of notes inside one major or minor scale
+  groove_consistency        1 - mean Hamming distance of consecutive bars' onset patterns
+  empty_beat_rate           fraction of beats in which no note starts
+  note_density              notes per beat
+  duration_hist             histogram of note durations (steps)
+  ioi_hist                  histogram of inter-onset intervals (steps between onsets)
+  ========================  ==================================================================
+
+  Drum notes are left out of the pitch statistics. Each scalar statistic is compared by the
+  overlapping area (OA) of the two distributions' histograms (1 = identical, 0 = disjoint) and
+  their KL divergence; histogram statistics by the OA of the pooled histograms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encoding import Vocab, decode
+from .encoding.quantise import ticks_to_steps
+from .midi import Score
+
+MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
+MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
+SCALAR_STATS = (
+    "pitch_range", "pitch_classes_used", "pitch_class_entropy", "polyphony", "polyphony_rate",
+    "scale_consistency", "groove_consistency", "empty_beat_rate", "note_density",
+)
+HIST_STATS = ("duration_hist", "ioi_hist")
+
+
+@dataclass
+class Grid:
+    """A score's notes on the step grid (drums excluded from pitch statistics)."""
+
+    pitch: np.ndarray
+    onset: np.ndarray
+    duration: np.ndarray
+    is_drum: np.ndarray
+    steps_per_beat: int
+    beats_per_bar: int
+
+    @classmethod
+    def from_score(cls, score: Score, steps_per_beat: int = 4, beats_per_bar: int | None = None, max_duration: int = 64):
+        onset = ticks_to_steps(score.start, score.ticks_per_quarter, steps_per_beat)
+        end = ticks_to_steps(score.end, score.ticks_per_quarter, steps_per_beat)
+        if beats_per_bar is None:
+            beats_per_bar = int(score.ts_numerator[0] * 4 // score.ts_denominator[0]) if len(score.ts_numerator) else 4
+        return cls(score.pitch.astype(np.int64), onset, np.clip(end - onset, 1, max_duration),
+                   score.is_drum.copy(), steps_per_beat, max(1, beats_per_bar))
+
+
+def music_statistics(score: Score, steps_per_beat: int = 4, beats_per_bar: int | None = None) -> dict:
+    """All statistics of one piece (see the module docstring)."""
+    g = Grid.from_score(score, steps_per_beat, beats_per_bar)
+    pitched = ~g.is_drum
+    p, on, du = g.pitch[pitched], g.onset[pitched], g.duration[pitched]
+    out: dict = {}
+    if len(p):
+        out["pitch_range"] = float(p.max() - p.min())
+        pc = np.bincount(p % 12, minlength=12)
+        out["pitch_classes_used"] = float(np.count_nonzero(pc))
+        prob = pc[pc > 0] / pc.sum()
+        out["pitch_class_entropy"] = float(-(prob * np.log2(prob)).sum())
+        # pitches sounding per step: +1 at onset, -1 at end (a difference array, no loop)
+        length = int((on + du).max())
+        delta = np.zeros(length + 1, np.int64)
+        np.add.at(delta, on, 1)
+        np.add.at(delta, on + du, -1)
+        sounding = np.cumsum(delta)[:length]
+        active = sounding > 0
+        out["polyphony"] = float(sounding[active].mean()) if active.any() else 0.0
+        out["polyphony_rate"] = float((sounding >= 2).sum() / max(active.sum(), 1))
+        scales = [(np.isin(p % 12, (s + k) % 12)).mean() for s in (MAJOR, MINOR) for k in range(12)]
+        out["scale_consistency"] = float(max(scales))
+    else:
+        for k in ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "polyphony", "polyphony_rate", "scale_consistency"):
+            out[k] = float("nan")
+    onsets = g.onset
+    n_beats = int(max((g.onset + g.duration).max(initial=0), 1) + g.steps_per_beat - 1) // g.steps_per_beat
+    n_beats = max(n_beats, 1)
+    beat_has_onset = np.zeros(n_beats, bool)
+    beat_has_onset[np.minimum(onsets // g.steps_per_beat, n_beats - 1)] = True
+    out["empty_beat_rate"] = float(1.0 - beat_has_onset.mean())
+    out["note_density"] = float(len(g.pitch) / n_beats)
+    bar = g.steps_per_beat * g.beats_per_bar
+    n_bars = max(1, -(-n_beats * g.steps_per_beat // bar))
+    pattern = np.zeros((n_bars, bar), bool)
+    pattern[onsets // bar, onsets % bar] = True
+    if n_bars > 1:
+        out["groove_consistency"] = float(1.0 - (pattern[1:] != pattern[:-1]).mean())
+    else:
+        out["groove_consistency"] = float("nan")
+    out["duration_hist"] = np.bincount(np.clip(g.duration, 1, 64), minlength=65)[1:].tolist()
+    uniq = np.unique(onsets)
+    ioi = np.diff(uniq)
+    out["ioi_hist"] = np.bincount(np.clip(ioi, 1, 64), minlength=65)[1:].tolist() if len(ioi) else [0] * 64
+    return out
+
+
+def overlap_and_kl(a, b, bins: int = 20) -> tuple[float, float]:
+    """Overlapping area and KL(a || b) of two samples' histograms on shared bins."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return float("nan"), float("nan")
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    if hi == lo:
+        return 1.0, 0.0
+    edges = np.linspace(lo, hi, bins + 1)
+    pa = np.histogram(a, edges)[0] / len(a)
+    pb = np.histogram(b, edges)[0] / len(b)
+    return _oa_kl(pa, pb)
+
+
+def _oa_kl(pa, pb, eps: float = 1e-6) -> tuple[float, float]:
+    pa = np.asarray(pa, float) / max(np.sum(pa), 1e-12)
+    pb = np.asarray(pb, float) / max(np.sum(pb), 1e-12)
+    oa = float(np.minimum(pa, pb).sum())
+    qa, qb = pa + eps, pb + eps
+    qa, qb = qa / qa.sum(), qb / qb.sum()
+    return oa, float((qa * np.log(qa / qb)).sum())
+
+
+def compare(generated: list[dict], reference: list[dict]) -> dict:
+    """Per statistic: mean of each set, overlapping area and KL divergence."""
+    out = {}
+    for k in SCALAR_STATS:
+        ga = np.array([s[k] for s in generated], float)
+        ra = np.array([s[k] for s in reference], float)
+        oa, kl = overlap_and_kl(ga, ra)
+        out[k] = {"generated": float(np.nanmean(ga)) if np.isfinite(ga).any() else float("nan"),
+                  "data": float(np.nanmean(ra)) if np.isfinite(ra).any() else float("nan"),
+                  "overlap": oa, "kl": kl}
+    for k in HIST_STATS:
+        gh = np.sum([s[k] for s in generated], axis=0)
+        rh = np.sum([s[k] for s in reference], axis=0)
+        oa, kl = _oa_kl(gh, rh)
+        mean = lambda h: float((np.arange(1, len(h) + 1) * h).sum() / max(h.sum(), 1))  # noqa: E731
+        out[k] = {"generated": mean(gh), "data": mean(rh), "overlap": oa, "kl": kl}
+    return out
+
+
+def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, max_batches: int | None = None, device="cpu") -> dict:
+    """Loss, perplexity, bits per token and bits per note of ``model`` on a `PreparedCorpus` split."""
+    import torch
+
+    from .data import make_batches
+    from .data.batching import IGNORE_INDEX
+    from .encoding.vocab import K_NOTE
+
+    seq_len = seq_len or model.config.block_size
+    model.eval()
+    note = torch.as_tensor(corpus.vocab.kind == K_NOTE, device=device)
+    total, tokens, notes = 0.0, 0, 0
+    with torch.no_grad():
+        for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
+            if max_batches is not None and i >= max_batches:
+                break
+            x, y, steps = b["x"].to(device), b["y"].to(device), b["steps"].to(device)
+            valid = y != IGNORE_INDEX
+            n = int(valid.sum())
+            if n == 0:
+                continue
+            _, loss = model(x, steps, y)
+            total += float(loss) * n
+            tokens += n
+            notes += int(note[y.clamp(min=0)][valid].sum())
+    loss = total / max(tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2),
+            "bits_per_note": total / max(notes, 1) / math.log(2), "tokens": tokens, "notes": notes}
+
+
+def evaluate(checkpoint, data, split: str = "test", samples: int = 16, max_new_tokens: int = 512,
+             seed: int = 0, device: str = "cpu", max_batches: int | None = None, progress: bool = True) -> dict:
+    """Likelihood on a split plus statistics of ``samples`` generated pieces against the split's."""
+    from tqdm.auto import tqdm
+
+    from .checkpoint import load_model
+    from .data import PreparedCorpus
+    from .generate import generate
+
+    model, vocab, meta = load_model(checkpoint, device=device)
+    corpus = PreparedCorpus(data, split)
+    if corpus.vocab != vocab:
+        raise ValueError(f"{data} was prepared with another vocabulary than {checkpoint}")
+    result = {"checkpoint": str(checkpoint), "data": str(data), "split": split}
+    result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device)
+    spb = vocab.config.steps_per_beat
+    reference = [music_statistics(decode(np.asarray(corpus.piece(i)[0]), vocab), spb)
+                 for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
+    generated = []
+    if samples:
+        outs = generate(model, vocab, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+                        min_length=min(max_new_tokens // 2, 128))
+        for t in outs:
+            s = decode(t.ids, vocab)
+            if s.n_notes:
+                generated.append(music_statistics(s, spb))
+    result["samples"] = len(generated)
+    result["statistics"] = compare(generated, reference) if generated else {}
+    return result
+
+
+def format_table(result: dict) -> str:
+    lk = result["likelihood"]
+    lines = [f"{result['split']} split: loss {lk['loss']:.4f} nats/token, perplexity {lk['perplexity']:.2f}, "
+             f"{lk['bits_per_token']:.3f} bits/token, {lk['bits_per_note']:.3f} bits/note "
+             f"({lk['tokens']:,} tokens, {lk['notes']:,} notes)"]
+    if result.get("statistics"):
+        lines.append(f"\nmusic statistics: {result['samples']} generated pieces vs the {result['split']} split")
+        lines.append(f"{'statistic':<22} {'generated':>10} {'data':>10} {'overlap':>8} {'KL':>8}")
+        for k, v in result["statistics"].items():
+            lines.append(f"{k:<22} {v['generated']:>10.3f} {v['data']:>10.3f} {v['overlap']:>8.3f} {v['kl']:>8.3f}")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path) -> None:
+    from pathlib import Path
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=1))

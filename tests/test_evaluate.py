@@ -1,0 +1,60 @@
+"""Music statistics on hand-made pieces with known values; likelihood metrics."""
+
+import math
+
+import numpy as np
+import pytest
+
+from midigen import Score
+from midigen.evaluate import compare, music_statistics, overlap_and_kl
+
+Q = 480  # ticks per quarter = 4 steps
+
+
+def scale():
+    """C major scale C4..C5 in quarter notes: 8 notes, 8 beats, 2 bars of 4/4."""
+    pitches = [60, 62, 64, 65, 67, 69, 71, 72]
+    return Score.from_notes(pitches, [i * Q for i in range(8)], [(i + 1) * Q for i in range(8)])
+
+
+def test_scale_statistics():
+    s = music_statistics(scale())
+    assert s["pitch_range"] == 12
+    assert s["pitch_classes_used"] == 7
+    assert math.isclose(s["pitch_class_entropy"], 2.75)  # C twice, six others once
+    assert s["polyphony"] == 1.0 and s["polyphony_rate"] == 0.0
+    assert s["scale_consistency"] == 1.0
+    assert s["note_density"] == 1.0 and s["empty_beat_rate"] == 0.0
+    assert s["groove_consistency"] == 1.0  # both bars: an onset on every beat
+    assert s["duration_hist"][3] == 8 and sum(s["duration_hist"]) == 8  # 8 notes of 4 steps
+    assert s["ioi_hist"][3] == 7 and sum(s["ioi_hist"]) == 7
+
+
+def test_chord_then_silence_statistics():
+    # a C major triad for 4 beats, 4 silent beats, then one C# for 1 beat (outside C major)
+    s = music_statistics(Score.from_notes([60, 64, 67, 61], [0, 0, 0, 8 * Q], [4 * Q] * 3 + [9 * Q]))
+    assert s["pitch_range"] == 7
+    assert math.isclose(s["polyphony"], (16 * 3 + 4 * 1) / 20)  # sounding steps only
+    assert math.isclose(s["polyphony_rate"], 16 / 20)
+    assert math.isclose(s["scale_consistency"], 3 / 4)  # best scale holds 3 of the 4 notes
+    assert math.isclose(s["empty_beat_rate"], 7 / 9)  # onsets in beats 0 and 8 of 9
+    assert math.isclose(s["note_density"], 4 / 9)
+    # bar 1: onset at step 0; bar 2: none; bar 3: onset at step 0 -> patterns differ twice in 16
+    assert math.isclose(s["groove_consistency"], 1 - 2 / 32)
+    assert s["ioi_hist"][31] == 1  # one interval of 32 steps
+
+
+def test_drums_are_left_out_of_pitch_statistics():
+    s = music_statistics(Score.from_notes([36, 60], [0, 0], [Q, Q], is_drum=[True, False]))
+    assert s["pitch_range"] == 0 and s["pitch_classes_used"] == 1
+    assert s["note_density"] == 2.0  # but the drum note is a note
+
+
+def test_comparison_figures():
+    a = [music_statistics(scale())] * 5
+    c = compare(a, a)
+    assert all(math.isclose(v["overlap"], 1.0) and abs(v["kl"]) < 1e-9 for k, v in c.items() if np.isfinite(v["overlap"]))
+    oa, kl = overlap_and_kl([0, 0, 0, 1], [5, 6, 7, 8])
+    assert oa == 0.0 and kl > 1
+    oa, _ = overlap_and_kl([1, 2, 3, 4], [1, 2, 3, 4])
+    assert oa == pytest.approx(1.0)
