@@ -80,8 +80,10 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, trainer_state: dict | None = None) -> Path:
-    """Write a checkpoint folder atomically. ``config`` holds the model name and configs."""
+def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, trainer_state: dict | None = None,
+                    extra_tensors: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically. ``config`` holds the model name and configs;
+    ``extra_tensors`` (e.g. a memory model's memories mid-run) go to ``state.safetensors``."""
     from safetensors.torch import save_file, save_model
 
     path = Path(path)
@@ -102,6 +104,9 @@ def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, tra
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         trainer_state = {**(trainer_state or {}), "optimizer": opt_meta}
         files.append("optimizer.safetensors")
+    if extra_tensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in extra_tensors.items()}, str(tmp / "state.safetensors"))
+        files.append("state.safetensors")
     if trainer_state is not None:
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
         files.append("trainer_state.json")
@@ -156,11 +161,12 @@ def read_checkpoint(path, verify: bool = True) -> tuple[Path, dict, Vocab]:
 
 
 def build_model(name: str, model_config: dict):
-    from .model import GPT, GPTConfig
+    from .model import build_model as build
 
-    if name == "gpt":
-        return GPT(GPTConfig.from_dict(model_config))
-    raise CheckpointError(f"unknown model {name!r} (this midigen knows: gpt)")
+    try:
+        return build(name, model_config)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_model(path, device="cpu"):
@@ -179,8 +185,8 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), vocab, meta
 
 
-def load_training_state(path, model, optimizer) -> dict:
-    """Restore model and optimizer in place from a training checkpoint; returns trainer_state."""
+def load_training_state(path, model, optimizer, memory=None) -> dict:
+    """Restore model, optimizer (and a memory model's memories) in place; returns trainer_state."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from safetensors.torch import load_model as st_load_model
@@ -196,4 +202,6 @@ def load_training_state(path, model, optimizer) -> dict:
         raise CheckpointError(f"{p}: cannot restore training state ({exc})") from None
     state = json.loads((p / "trainer_state.json").read_text())
     _load_optimizer(optimizer, tensors, state.pop("optimizer"))
+    if memory is not None and (p / "state.safetensors").is_file():
+        memory.load_tensors(load_file(str(p / "state.safetensors"), device=str(device)))
     return state

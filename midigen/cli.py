@@ -98,12 +98,14 @@ def cmd_train(args) -> int:
         train_kw["compile"] = True
     if args.quiet:
         train_kw["progress"] = False
-    for name in ("n_layer", "n_head", "n_embd", "dropout", "position"):
+    for name in ("n_layer", "n_head", "n_embd", "dropout", "position", "xl_memory", "knn_topk", "knn_capacity"):
         v = getattr(args, name)
         if v is not None:
             model_kw[name] = v
     if args.no_musical:
         model_kw["musical"] = False
+    if args.knn_layers:
+        model_kw["knn_layers"] = tuple(int(i) for i in args.knn_layers.split(","))
     cfg = TrainConfig.from_dict(train_kw)
     trainer = Trainer(cfg, model_kw, resume=args.resume)
     if trainer.is_main:
@@ -240,7 +242,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("train", help="train a model on a prepared corpus")
     p.add_argument("--data", help="prepared corpus folder (from `midigen prepare`)")
     p.add_argument("--out", help="run folder: checkpoints, TensorBoard logs, history")
-    p.add_argument("--model", choices=["gpt"], help="model architecture (default gpt)")
+    p.add_argument("--model", choices=["gpt", "xl", "knn", "xl+knn"],
+                   help="gpt (default), or with memory: xl (Transformer-XL), knn (Memorizing Transformers), xl+knn")
     p.add_argument("--config", help="JSON file {\"train\": {...}, \"model\": {...}}; flags override it")
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest exactly")
     p.add_argument("--max-steps", type=int)
@@ -266,6 +269,10 @@ def main(argv=None) -> int:
     p.add_argument("--dropout", type=float)
     p.add_argument("--position", choices=["learned", "rotary"])
     p.add_argument("--no-musical", action="store_true", help="no beat/bar embeddings")
+    p.add_argument("--xl-memory", type=int, help="xl: tokens of the past each layer attends to (default seq-len)")
+    p.add_argument("--knn-layers", help="knn: comma-separated layer indices (default: the last layer)")
+    p.add_argument("--knn-capacity", type=int, help="knn: memories per row (default 2048)")
+    p.add_argument("--knn-topk", type=int, help="knn: memories retrieved per query (default 32)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

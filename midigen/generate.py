@@ -109,17 +109,26 @@ def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int
     out_ids, out_steps = [ids], [steps]
 
     block = model.config.block_size
-    keep = max(1, block * 3 // 4)  # tokens kept when the window slides
-    cache = None
-    context_ids, context_steps = ids[:, -block:], steps[:, -block:]
+    keep = max(1, block * 3 // 4)  # tokens kept when a plain GPT's window slides
     from .model import KVCache  # (no import cycle at module level)
+
+    # Memory models (XL / kNN) read the past from their memories: the prompt goes in segment by
+    # segment, and each finished segment is written to the memories instead of sliding a window.
+    memory = model.new_memory(B) if hasattr(model, "new_memory") else None
+    mem_kw = {"memory": memory} if memory is not None else {}
 
     def prefill(c_ids, c_steps):
         c = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
-        logits, _ = model(c_ids, c_steps, cache=c)
+        logits, _ = model(c_ids, c_steps, cache=c, **mem_kw)
         return c, logits[:, -1]
 
-    cache, logits = prefill(context_ids, context_steps)
+    if memory is not None:
+        n_full = (ids.shape[1] - 1) // block  # whole segments of the prompt, at least one token left
+        for s in range(n_full):
+            model(ids[:, s * block : (s + 1) * block], steps[:, s * block : (s + 1) * block], memory=memory)
+        cache, logits = prefill(ids[:, n_full * block :], steps[:, n_full * block :])
+    else:
+        cache, logits = prefill(ids[:, -block:], steps[:, -block:])
     length = ids.shape[1]
     for _ in range(cfg.max_new_tokens):
         logits = logits.float() * T.inv_temp
@@ -145,12 +154,15 @@ def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int
         length += 1
         if bool(done.all()):
             break
-        if cache.pos >= block:  # slide: rebuild the cache from the most recent tokens
+        if cache.pos >= block and memory is not None:  # segment full: into the memories
+            model.write_segment(memory, cache)
+            cache = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
+        elif cache.pos >= block:  # slide: rebuild the cache from the most recent tokens
             all_ids, all_steps = torch.cat(out_ids, 1), torch.cat(out_steps, 1)
             cache, logits = prefill(all_ids[:, -keep:], all_steps[:, -keep:])
-        else:
-            logits, _ = model(tok[:, None], tok_step[:, None], cache=cache)
-            logits = logits[:, -1]
+            continue
+        logits, _ = model(tok[:, None], tok_step[:, None], cache=cache, **mem_kw)
+        logits = logits[:, -1]
 
     all_ids = torch.cat(out_ids, 1).cpu().numpy()
     all_steps = torch.cat(out_steps, 1).cpu().numpy()

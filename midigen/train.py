@@ -34,7 +34,7 @@ import torch.distributed as dist
 from .checkpoint import CheckpointError, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
 from .data.batching import IGNORE_INDEX
-from .model import GPT, GPTConfig
+from .model import MODELS, GPTConfig, MemoryConfig, build_model
 
 
 class TrainingError(RuntimeError):
@@ -45,8 +45,9 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     data: str = "data/prepared/bach"
     out: str = "runs/gpt"
-    model: str = "gpt"
-    strategy: str = "random_windows"  # random_windows | per_song | contiguous
+    model: str = "gpt"  # gpt | xl | knn | xl+knn
+    strategy: str | None = None  # random_windows | per_song | contiguous; None: contiguous for
+    #                              memory models (rows must stream pieces), else random_windows
     location: str = "disk"  # disk (memmap) | ram | a torch device such as cuda
     batch_size: int = 8  # rows per micro-step, across all processes
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -88,11 +89,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
-def default_model_config(vocab, seq_len: int, **overrides) -> GPTConfig:
-    """A GPT sized for the corpus: its vocabulary, 4/4 bars at the encoding's resolution."""
+def default_model_config(vocab, seq_len: int, model: str = "gpt", **overrides) -> GPTConfig:
+    """A model config sized for the corpus: its vocabulary, 4/4 bars at the encoding's resolution."""
     kw = dict(vocab_size=len(vocab), block_size=seq_len, steps_per_bar=4 * vocab.config.steps_per_beat)
     kw.update(overrides)
-    return GPTConfig(**kw)
+    if model == "gpt":
+        return GPTConfig(**kw)
+    return MemoryConfig.for_model(model, **kw)
 
 
 class Trainer:
@@ -122,17 +125,23 @@ class Trainer:
         self.vocab = self.train_data.vocab
         if self.valid_data.n_tokens == 0:
             raise ValueError(f"{cfg.data}: the validation split is empty; prepare with a larger --valid-fraction")
-        self.batches = make_batches(self.train_data, cfg.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        if cfg.model not in MODELS:
+            raise ValueError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
+        self.uses_memory = cfg.model != "gpt"
+        self.strategy = cfg.strategy or ("contiguous" if self.uses_memory else "random_windows")
+        if self.uses_memory and self.strategy != "contiguous":
+            raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
+        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
         # ---- model and optimizer
         torch.manual_seed(cfg.seed)
-        if isinstance(model_config, dict):
-            model_config = default_model_config(self.vocab, cfg.seq_len, **model_config)
-        self.model_config = model_config or default_model_config(self.vocab, cfg.seq_len)
+        if isinstance(model_config, dict) or model_config is None:
+            model_config = default_model_config(self.vocab, cfg.seq_len, cfg.model, **(model_config or {}))
+        self.model_config = model_config
         if self.model_config.vocab_size != len(self.vocab):
             raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.vocab)}")
-        if cfg.model != "gpt":
-            raise ValueError(f"unknown model {cfg.model!r}")
-        self.raw_model = GPT(self.model_config).to(self.device)
+        self.raw_model = build_model(cfg.model, self.model_config.to_dict()).to(self.device)
+        # the memories of this process's rows, carried from batch to batch
+        self.memory = self.raw_model.new_memory(cfg.batch_size // self.world) if self.uses_memory else None
         self.optimizer = self.raw_model.optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
         self.model = self.raw_model
         if cfg.compile:
@@ -174,12 +183,18 @@ class Trainer:
         rows = slice(self.rank * per, (self.rank + 1) * per)
         return {k: v[rows].to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def _memory_kw(self, b: dict, memory) -> dict:
+        if memory is None:
+            return {}
+        return {"memory": memory, "reset": b["reset"], "valid": b["piece"] >= 0}
+
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Token-weighted loss over the validation split (every token once, piece by piece)."""
         self.model.eval()
         batches = make_batches(self.valid_data, "contiguous", self.cfg.batch_size, self.cfg.seq_len, seed=0)
+        memory = self.raw_model.new_memory(self.cfg.batch_size) if self.uses_memory else None
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         for i, batch in enumerate(batches):
@@ -187,10 +202,10 @@ class Trainer:
                 break
             b = {k: v.to(self.device) for k, v in batch.items()}
             n = int((b["y"] != IGNORE_INDEX).sum())
-            if n == 0:
+            if n == 0 and memory is None:
                 continue
             with self.autocast:
-                _, loss = self.raw_model(b["x"], b["steps"], b["y"])
+                _, loss = self.raw_model(b["x"], b["steps"], b["y"], **self._memory_kw(b, memory))
             total += loss.double() * n
             count += n
         self.model.train()
@@ -221,13 +236,15 @@ class Trainer:
             return None
         state = self._state() if name == "latest" else None
         opt = self.optimizer if name == "latest" else None
-        return save_checkpoint(self.out / name, self.raw_model, self.vocab, self._meta(), opt, state)
+        # a run in progress also needs its memories to resume exactly
+        extra = self.memory.tensors() if (self.memory is not None and name == "latest") else None
+        return save_checkpoint(self.out / name, self.raw_model, self.vocab, self._meta(), opt, state, extra)
 
     def _resume(self):
         path = self.out / "latest"
         if not path.exists():
             raise CheckpointError(f"{path}: nothing to resume (no checkpoint yet)")
-        state = load_training_state(path, self.raw_model, self.optimizer)
+        state = load_training_state(path, self.raw_model, self.optimizer, self.memory)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_val, self.bad_evals = state["best_val"], state["bad_evals"]
         set_rng_state(state["rng"])
@@ -282,7 +299,7 @@ class Trainer:
                     sync = micro == cfg.grad_accum - 1 or self.world == 1
                     ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
                     with ctx, self.autocast:
-                        _, loss = self.model(b["x"], b["steps"], b["y"])
+                        _, loss = self.model(b["x"], b["steps"], b["y"], **self._memory_kw(b, self.memory))
                     (loss / cfg.grad_accum).backward()
                     loss_sum += loss.detach() / cfg.grad_accum
                 if self.world > 1:

@@ -1,0 +1,300 @@
+"""Transformer memory: Transformer-XL recurrence and Memorizing-Transformers kNN memory.
+
+A plain GPT sees only its block of ``block_size`` tokens. The blog's "Transformer Memory" section
+gives it a past, two ways, both carried from one segment to the next *per batch row*, fed by the
+``contiguous`` batcher (each row streams one piece; ``reset`` says a row starts a new piece):
+
+**XL (recurrent) memory** (``xl_memory=M``): every layer keeps the keys and values of the last
+``M`` tokens of the same piece, detached from the graph (no gradient reaches past segments), and
+the current segment attends over memory + itself. Positions are rotary and *relative*: keys are
+kept un-rotated and rotated at attention time with positions ``-M .. T-1`` against queries at
+``0 .. T-1``, so distances stay right across the boundary (for a one-layer model, XL over two
+segments gives exactly the logits of a plain pass over both).
+
+**kNN memory** (``knn_layers=(i, ...)``): in those layers every past segment's keys (L2-normalised,
+as in the Memorizing Transformers paper) and values go into a per-row memory of bounded
+``knn_capacity`` (a ring buffer: the oldest entries make room; never wiped when full). Each query
+retrieves its ``knn_topk`` most similar keys by exact search (one batched matmul and a top-k on
+the model's device), attends over them, and a learned per-head gate mixes this memory attention
+with the local attention: ``out = g * memory + (1 - g) * local``.
+
+Both are cleared per row exactly when ``reset`` says so, never leak between rows, and can be
+combined. Generation keeps writing to them (see `midigen.generate`), so a piece longer than the
+block still sees its own past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .gpt import GPT, MLP, GPTConfig, KVCache, _rope
+
+
+@dataclass
+class MemoryConfig(GPTConfig):
+    position: str = "rotary"  # relative positions across segment boundaries need rotary
+    xl_memory: int = 0  # tokens of the past each layer attends to (0: no XL memory)
+    knn_layers: tuple = ()  # layers with a kNN memory
+    knn_capacity: int = 2048  # memories per row and layer (oldest out)
+    knn_topk: int = 32
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.knn_layers = tuple(int(i) for i in self.knn_layers)
+        if self.position != "rotary":
+            raise ValueError("memory models need position='rotary' (positions relative to the segment)")
+        if any(not 0 <= i < self.n_layer for i in self.knn_layers):
+            raise ValueError(f"knn_layers {self.knn_layers} outside 0..{self.n_layer - 1}")
+        if self.knn_layers and self.knn_topk > self.knn_capacity:
+            raise ValueError("knn_topk must not exceed knn_capacity")
+
+    @classmethod
+    def for_model(cls, name: str, **kw) -> "MemoryConfig":
+        """Config of a named variant: "xl", "knn" or "xl+knn" (defaults sized from block_size)."""
+        block = kw.get("block_size", 256)
+        n_layer = kw.get("n_layer", 4)
+        if "xl" in name:
+            kw.setdefault("xl_memory", block)
+        if "knn" in name:
+            kw.setdefault("knn_layers", (n_layer - 1,))
+        return cls(**kw)
+
+
+class Memory:
+    """The memories of a batch: per layer XL keys/values and kNN keys/values with validity.
+
+    Shapes: XL ``k``/``v`` (B, H, M, hs) and ``valid`` (B, M), newest last; kNN ``k``/``v``
+    (B, C, H, hs), ``valid`` (B, C) and the ring buffer's write position ``ptr`` (B,).
+    """
+
+    def __init__(self, config: MemoryConfig, batch_size: int, device=None, dtype=torch.float32):
+        c = config
+        hs = c.n_embd // c.n_head
+        B, H = batch_size, c.n_head
+        self.batch_size = B
+        self.xl = []
+        for _ in range(c.n_layer):
+            if c.xl_memory:
+                z = torch.zeros(B, H, c.xl_memory, hs, device=device, dtype=dtype)
+                self.xl.append({"k": z, "v": z.clone(), "valid": torch.zeros(B, c.xl_memory, dtype=torch.bool, device=device)})
+            else:
+                self.xl.append(None)
+        self.knn = {}
+        for i in c.knn_layers:
+            z = torch.zeros(B, c.knn_capacity, H, hs, device=device, dtype=dtype)
+            self.knn[i] = {"k": z, "v": z.clone(), "valid": torch.zeros(B, c.knn_capacity, dtype=torch.bool, device=device),
+                           "ptr": torch.zeros(B, dtype=torch.long, device=device)}
+
+    def reset(self, rows: torch.Tensor | None) -> None:
+        """Forget everything of the rows where ``rows`` is True (a new piece starts there)."""
+        if rows is None or not bool(rows.any()):
+            return
+        rows = rows.to(torch.bool)
+        for m in self.xl:
+            if m is not None:
+                m["valid"][rows] = False
+        for m in self.knn.values():
+            m["valid"][rows] = False
+            m["ptr"][rows] = 0
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> None:
+        """Append a segment's (un-rotated) keys/values (B, H, T, hs) of ``layer``, detached."""
+        k, v = k.detach(), v.detach()
+        m = self.xl[layer]
+        if m is not None:
+            M = m["k"].shape[2]
+            m["k"] = torch.cat([m["k"], k], 2)[:, :, -M:]
+            m["v"] = torch.cat([m["v"], v], 2)[:, :, -M:]
+            m["valid"] = torch.cat([m["valid"], valid], 1)[:, -M:]
+        if layer in self.knn:
+            m = self.knn[layer]
+            C = m["k"].shape[1]
+            T = k.shape[2]
+            if T > C:  # only the newest C fit
+                k, v, valid, T = k[:, :, -C:], v[:, :, -C:], valid[:, -C:], C
+            slots = (m["ptr"][:, None] + torch.arange(T, device=k.device)) % C  # (B, T) ring positions
+            rows = torch.arange(k.shape[0], device=k.device)[:, None]
+            m["k"][rows, slots] = F.normalize(k, dim=-1).transpose(1, 2).to(m["k"].dtype)
+            m["v"][rows, slots] = v.transpose(1, 2).to(m["v"].dtype)
+            m["valid"][rows, slots] = valid
+            m["ptr"] = (m["ptr"] + T) % C
+
+    def tensors(self) -> dict:
+        """Everything as a flat dict of tensors (for checkpoints of a run in progress)."""
+        out = {}
+        for i, m in enumerate(self.xl):
+            if m is not None:
+                out.update({f"xl.{i}.{k}": t for k, t in m.items()})
+        for i, m in self.knn.items():
+            out.update({f"knn.{i}.{k}": t for k, t in m.items()})
+        return out
+
+    def load_tensors(self, tensors: dict) -> None:
+        for key, t in tensors.items():
+            kind, i, name = key.split(".")
+            store = self.xl[int(i)] if kind == "xl" else self.knn[int(i)]
+            store[name] = t.to(store[name].device)
+
+
+class MemoryAttention(nn.Module):
+    def __init__(self, config: MemoryConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_drop = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+        self.knn = layer in config.knn_layers
+        if self.knn:
+            self.topk = config.knn_topk
+            self.gate = nn.Parameter(torch.zeros(config.n_head))  # sigmoid(0) = 0.5: half and half
+            hs = config.n_embd // config.n_head
+            self.knn_log_scale = nn.Parameter(torch.full((config.n_head,), float(torch.log(torch.tensor(hs**0.5)))))
+
+    def retrieve(self, q: torch.Tensor, mem: dict):
+        """Top-k memories of each query: (scores, indices), each (B, H, T, k), by cosine similarity."""
+        qn = F.normalize(q, dim=-1)
+        sim = torch.einsum("bhtd,bchd->bhtc", qn, mem["k"].to(q.dtype))
+        # empty slots: a finite floor (cosines lie in [-1, 1]) keeps softmax and its gradient finite
+        sim = sim.masked_fill(~mem["valid"][:, None, None, :], -1e4)
+        k = min(self.topk, sim.shape[-1])
+        return torch.topk(sim, k, dim=-1)
+
+    def forward(self, x, rope_fn, memory: Memory | None, cache: KVCache | None):
+        B, T, C = x.shape
+        H, hs = self.n_head, C // self.n_head
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, H, hs).transpose(1, 2)
+        k = k.view(B, T, H, hs).transpose(1, 2)
+        v = v.view(B, T, H, hs).transpose(1, 2)
+        new_k, new_v = k, v  # un-rotated: what memories store
+        # keys of this segment so far: cached ones (generation) then the new ones
+        p = 0
+        if cache is not None:
+            p = cache.pos
+            cache.k[self.layer, :, :, p : p + T] = k
+            cache.v[self.layer, :, :, p : p + T] = v
+            k, v = cache.k[self.layer, :, :, : p + T], cache.v[self.layer, :, :, : p + T]
+        S = k.shape[2]  # keys of the segment
+        xl = memory.xl[self.layer] if memory is not None else None
+        M = xl["k"].shape[2] if xl is not None else 0
+        if M:
+            k = torch.cat([xl["k"].to(k.dtype), k], 2)
+            v = torch.cat([xl["v"].to(v.dtype), v], 2)
+        # rotary: queries at p .. p+T-1, keys at -M .. S-1 (relative to the segment's start)
+        cq, sq = rope_fn(p, T)
+        ck, sk = rope_fn(-M, M + S)
+        qr, kr = _rope(q, cq, sq), _rope(k, ck, sk)
+        # mask: memory slots where valid; the segment's keys causally
+        causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=p)
+        if M:
+            mask = torch.cat([xl["valid"][:, None, None, :].expand(B, 1, T, M), causal.expand(B, 1, T, S)], -1)
+            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        elif T == 1 and cache is not None:
+            y = F.scaled_dot_product_attention(qr, kr, v)
+        else:
+            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
+        if self.knn and memory is not None:
+            mem = memory.knn[self.layer]
+            scores, idx = self.retrieve(q, mem)  # (B, H, T, k)
+            w = torch.softmax(scores * self.knn_log_scale.exp()[None, :, None, None], dim=-1)
+            vals = mem["v"].to(q.dtype)  # (B, C, H, hs)
+            b_idx = torch.arange(B, device=x.device)[:, None, None, None]
+            h_idx = torch.arange(H, device=x.device)[None, :, None, None]
+            picked = vals[b_idx, idx, h_idx]  # (B, H, T, k, hs)
+            y_mem = torch.einsum("bhtk,bhtkd->bhtd", w, picked)
+            has = mem["valid"].any(1)[:, None, None, None]  # an empty memory adds nothing
+            g = torch.sigmoid(self.gate)[None, :, None, None] * has
+            y = g * y_mem + (1 - g) * y
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y)), (new_k, new_v)
+
+
+class MemoryBlock(nn.Module):
+    def __init__(self, config: MemoryConfig, layer: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = MemoryAttention(config, layer)
+        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope_fn, memory, cache):
+        a, kv = self.attn(self.ln1(x), rope_fn, memory, cache)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class MemoryGPT(GPT):
+    """A GPT whose layers read (and, segment by segment, write) XL and/or kNN memories."""
+
+    def __init__(self, config: MemoryConfig):
+        super().__init__(config)
+        self.blocks = nn.ModuleList(MemoryBlock(config, i) for i in range(config.n_layer))
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / (2 * config.n_layer) ** 0.5)
+        for b in self.blocks:
+            if b.attn.knn:
+                nn.init.zeros_(b.attn.gate)
+
+    def new_memory(self, batch_size: int) -> Memory:
+        p = next(self.parameters())
+        return Memory(self.config, batch_size, p.device, p.dtype)
+
+    def _rope_fn(self, device):
+        inv = self.rope_inv_freq
+
+        def fn(start: int, n: int):
+            t = torch.arange(start, start + n, device=device, dtype=inv.dtype)
+            a = torch.outer(t, inv)
+            return a.cos(), a.sin()
+
+        return fn
+
+    def forward(self, idx, steps=None, targets=None, cache: KVCache | None = None, memory: Memory | None = None,
+                reset: torch.Tensor | None = None, valid: torch.Tensor | None = None, write: bool | None = None):
+        """Like `GPT.forward`, with memories.
+
+        ``memory``: the batch's `Memory` (rows cleared first where ``reset`` is True); after the
+        pass this segment's keys/values are written to it (``write``, default: when no ``cache``
+        is given; during cached generation `write_segment` does it at segment ends). ``valid``
+        (B, T) marks real tokens (default: all), so padding never becomes a memory.
+        """
+        if memory is not None:
+            memory.reset(reset)
+        if write is None:
+            write = cache is None
+        start = cache.pos if cache is not None else 0
+        # absolute positions are not used (rotary); musical embeddings come from the steps
+        x = self.embed(idx, steps, 0)
+        rope_fn = self._rope_fn(idx.device)
+        if valid is None:
+            valid = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)
+        new_kv = []
+        for block in self.blocks:
+            x, kv = block(x, rope_fn, memory, cache)
+            new_kv.append(kv)
+        if cache is not None:
+            cache.pos += idx.shape[1]
+        if memory is not None and write:
+            for i, (k, v) in enumerate(new_kv):
+                memory.write(i, k, v, valid)
+        x = self.ln_f(x)
+        logits = self.head(x)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    def write_segment(self, memory: Memory, cache: KVCache) -> None:
+        """Move a finished segment's keys/values from the generation cache into the memories."""
+        n = cache.pos
+        valid = torch.ones(cache.k.shape[1], n, dtype=torch.bool, device=cache.k.device)
+        for i in range(self.config.n_layer):
+            memory.write(i, cache.k[i, :, :, :n], cache.v[i, :, :, :n], valid)
