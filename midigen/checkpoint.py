@@ -6,6 +6,7 @@ A checkpoint is a folder::
     optimizer.safetensors  optimizer moments (training checkpoints only)
     config.json            model name and config, encoding config, training config
     vocab.json             the vocabulary (with its encoding config)
+    tokenizer.json         the BPE tokenizer, when the model was trained on BPE tokens
     trainer_state.json     step, data position, best validation loss, RNG states (training only)
     checksums.json         sha256 of every file above, checked on load
 
@@ -80,7 +81,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, trainer_state: dict | None = None,
+def save_checkpoint(path, model, vocab, config: dict, optimizer=None, trainer_state: dict | None = None,
                     extra_tensors: dict | None = None) -> Path:
     """Write a checkpoint folder atomically. ``config`` holds the model name and configs;
     ``extra_tensors`` (e.g. a memory model's memories mid-run) go to ``state.safetensors``."""
@@ -98,6 +99,10 @@ def save_checkpoint(path, model, vocab: Vocab, config: dict, optimizer=None, tra
     files = ["model.safetensors", "config.json", "vocab.json"]
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **config}
     (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    if hasattr(vocab, "base"):  # a BPE tokenizer: save it and its base vocabulary
+        vocab.save(tmp / "tokenizer.json")
+        files.append("tokenizer.json")
+        vocab = vocab.base
     vocab.save(tmp / "vocab.json")
     if optimizer is not None:
         tensors, opt_meta = _optimizer_tensors(optimizer)
@@ -137,8 +142,11 @@ def resolve(path) -> Path:
     raise CheckpointError(f"{p}: no checkpoint here (expected config.json, or best/ or latest/ inside a run folder)")
 
 
-def read_checkpoint(path, verify: bool = True) -> tuple[Path, dict, Vocab]:
-    """Check a checkpoint folder's files and read its config and vocabulary."""
+def read_checkpoint(path, verify: bool = True):
+    """Check a checkpoint folder's files; returns (folder, config, codec).
+
+    The codec is the checkpoint's `BPE` tokenizer if it has one, else its `Vocab`.
+    """
     p = resolve(path)
     sums_path = p / "checksums.json"
     if not sums_path.is_file():
@@ -157,6 +165,13 @@ def read_checkpoint(path, verify: bool = True) -> tuple[Path, dict, Vocab]:
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{p}: not a midigen checkpoint of version {CHECKPOINT_VERSION}")
     vocab = Vocab.load(p / "vocab.json")
+    if (p / "tokenizer.json").is_file():
+        from .encoding.bpe import BPE
+
+        bpe = BPE.load(p / "tokenizer.json")
+        if bpe.base != vocab:
+            raise CheckpointError(f"{p}: tokenizer.json was made for another vocabulary than vocab.json")
+        return p, meta, bpe
     return p, meta, vocab
 
 
@@ -170,14 +185,17 @@ def build_model(name: str, model_config: dict):
 
 
 def load_model(path, device="cpu"):
-    """Load a checkpoint for inference: ``(model, vocab, meta)``, the model in eval mode."""
+    """Load a checkpoint for inference: ``(model, codec, meta)``, the model in eval mode.
+
+    ``codec`` is the `Vocab` (or the `BPE` tokenizer) that gives the model's ids their meaning.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_model as st_load_model
 
     p, meta, vocab = read_checkpoint(path)
     model = build_model(meta["model"], meta["model_config"])
     if model.config.vocab_size != len(vocab):
-        raise CheckpointError(f"{p}: model vocabulary ({model.config.vocab_size}) differs from vocab.json ({len(vocab)})")
+        raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has {len(vocab)}")
     try:
         st_load_model(model, str(p / "model.safetensors"), device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:

@@ -61,14 +61,15 @@ def cmd_prepare(args) -> int:
     r = prepare(
         args.sources, args.out, _config(args), valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction, seed=args.seed, workers=args.workers, timeout=args.timeout,
-        progress=not args.quiet,
+        progress=not args.quiet, bpe_vocab=args.bpe_vocab,
     )
     m = r.manifest
     print(f"prepared {args.out}: {m['files_ok']} files ok, {m['files_failed']} failed, "
           f"{m['duplicates']} duplicates skipped ({r.encoded} encoded now, {r.cached} from cache, "
           f"{r.seconds:.1f} s, {r.notes_per_second:,.0f} notes/s)")
     for split, s in m["splits"].items():
-        print(f"  {split:<5} {s['files']:>7} pieces {s['tokens']:>11,} tokens {s['notes']:>10,} notes")
+        bpe = f" ({m['bpe']['splits'][split]['tokens']:,} BPE tokens)" if "bpe" in m else ""
+        print(f"  {split:<5} {s['files']:>7} pieces {s['tokens']:>11,} tokens {s['notes']:>10,} notes{bpe}")
     if m["failures"]:
         print("failures:")
         for f in m["failures"][:20]:
@@ -129,7 +130,6 @@ def cmd_generate(args) -> int:
     import torch
 
     from .checkpoint import CheckpointError, load_model
-    from .encoding import decode
     from .generate import SamplingConfig, generate, prompt_from_midi
     from .midi import write_midi
 
@@ -149,7 +149,7 @@ def cmd_generate(args) -> int:
     out = Path(args.out)
     for i, toks in enumerate(outs):
         path = out if args.num_samples == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        score = decode(toks.ids, vocab)
+        score = vocab.decode(toks.ids)
         write_midi(score, path)
         n_prompt = 0 if prompt is None else len(prompt)
         print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, {score.end_beats.max(initial=0):.1f} beats")
@@ -235,6 +235,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
+    p.add_argument("--bpe-vocab", type=int, help="also learn action-aware BPE of this vocabulary size (train split only)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _encoding_args(p)
     p.set_defaults(func=cmd_prepare)

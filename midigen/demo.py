@@ -24,7 +24,6 @@ def run_demo(out="out", data="data/bach", prepared="data/prepared/bach", checkpo
 
     from .checkpoint import load_model
     from .data.prepare import prepare
-    from .encoding import decode
     from .evaluate import evaluate, format_table, write_json
     from .generate import generate, prompt_from_midi
     from .midi import write_midi
@@ -36,14 +35,14 @@ def run_demo(out="out", data="data/bach", prepared="data/prepared/bach", checkpo
     print(f"==> loading the pretrained model from {checkpoint}")
     model, vocab, meta = load_model(checkpoint)
     print(f"==> preparing {data} into {prepared} (encoded once, then cached)")
-    r = prepare([data], prepared, vocab.config, progress=True)
+    r = prepare([data], prepared, getattr(vocab, "base", vocab).config, progress=True)
     print(f"    {r.manifest['files_ok']} chorales: " + ", ".join(f"{k} {v['files']}" for k, v in r.manifest["splits"].items()))
     held_out = json.loads((Path(prepared) / "test.pieces.json").read_text())[0]
     print(f"==> continuing the first {PROMPT_BEATS} beats of held-out {held_out}")
     prompt = prompt_from_midi(held_out, vocab, beats=PROMPT_BEATS)
     (toks,) = generate(model, vocab, prompt, max_new_tokens=max_new_tokens, seed=seed, temperature=0.9, top_p=0.95,
                        min_length=len(prompt) + max_new_tokens // 2)
-    score = decode(toks.ids, vocab)
+    score = vocab.decode(toks.ids)
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
     fig, ax = plt.subplots(figsize=(14, 4.5))

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .encoding import Vocab, decode
 from .encoding.quantise import ticks_to_steps
 from .midi import Score
 
@@ -167,11 +166,9 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
 
     from .data import make_batches
     from .data.batching import IGNORE_INDEX
-    from .encoding.vocab import K_NOTE
-
     seq_len = seq_len or model.config.block_size
     model.eval()
-    note = torch.as_tensor(corpus.vocab.kind == K_NOTE, device=device)
+    note = torch.as_tensor(corpus.codec.notes_per_token(), device=device)
     total, tokens, notes = 0.0, 0, 0
     with torch.no_grad():
         for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
@@ -200,21 +197,23 @@ def evaluate(checkpoint, data, split: str = "test", samples: int = 16, max_new_t
     from .data import PreparedCorpus
     from .generate import generate
 
-    model, vocab, meta = load_model(checkpoint, device=device)
-    corpus = PreparedCorpus(data, split)
-    if corpus.vocab != vocab:
-        raise ValueError(f"{data} was prepared with another vocabulary than {checkpoint}")
+    model, codec, meta = load_model(checkpoint, device=device)
+    corpus = PreparedCorpus(data, split, bpe=hasattr(codec, "base"))
+    if corpus.codec != codec:
+        what = "BPE tokenizer" if hasattr(codec, "base") else "vocabulary"
+        raise ValueError(f"{data} was prepared with another {what} than the checkpoint {checkpoint} uses")
+    vocab = getattr(codec, "base", codec)
     result = {"checkpoint": str(checkpoint), "data": str(data), "split": split}
     result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device)
     spb = vocab.config.steps_per_beat
-    reference = [music_statistics(decode(np.asarray(corpus.piece(i)[0]), vocab), spb)
+    reference = [music_statistics(codec.decode(np.asarray(corpus.piece(i)[0])), spb)
                  for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
     generated = []
     if samples:
-        outs = generate(model, vocab, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+        outs = generate(model, codec, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
                         min_length=min(max_new_tokens // 2, 128))
         for t in outs:
-            s = decode(t.ids, vocab)
+            s = codec.decode(t.ids)
             if s.n_notes:
                 generated.append(music_statistics(s, spb))
     result["samples"] = len(generated)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .encoding import Tokens, Vocab, encode
-from .encoding.grammar import ALLOWED_KINDS, C_GAP_DUR, C_SEP, C_START, NEXT_CONTEXT, contexts
-from .encoding.vocab import K_DUR, K_EOS, K_INSTR, K_NOTE
+from .encoding import Tokens, encode
+from .encoding.grammar import C_SEP, C_START, contexts, token_tables
+from .encoding.vocab import K_DUR, K_EOS, K_INSTR
 
 
 @dataclass
@@ -38,20 +38,20 @@ class SamplingConfig:
 
 
 class _Tables:
-    """Per-vocabulary lookup tables, on the model's device, built once per call."""
+    """Per-token grammar and temperature tables on the model's device, built once per call."""
 
-    def __init__(self, vocab: Vocab, cfg: SamplingConfig, device):
+    def __init__(self, codec, cfg: SamplingConfig, device):
         t = lambda a, dt=torch.long: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
-        self.kind = t(vocab.kind)
-        self.value = t(vocab.value)
-        self.allowed = t(ALLOWED_KINDS[:, vocab.kind], torch.bool)  # (contexts, vocab)
-        self.next_ctx = t(NEXT_CONTEXT)
-        self.is_note = self.kind == K_NOTE
-        self.is_eos = self.kind == K_EOS
-        self.needs_instrument = vocab.config.instruments
-        temp = np.full(len(vocab), cfg.temperature, np.float32)
-        temp[vocab.kind == K_NOTE] = cfg.note_temperature or cfg.temperature
-        temp[vocab.kind == K_DUR] = cfg.duration_temperature or cfg.temperature
+        g = token_tables(codec)
+        self.allowed = t(g["allowed"], torch.bool)  # (contexts, V)
+        self.next_ctx = t(g["next_ctx"])
+        self.advance = t(g["advance"])
+        self.needs_instrument = t(g["needs_instrument"], torch.bool)
+        self.gives_instrument = t(g["gives_instrument"], torch.bool)
+        self.has_eos = t(g["has_eos"], torch.bool)
+        temp = np.full(len(codec), cfg.temperature, np.float32)
+        temp[g["has_duration"]] = cfg.duration_temperature or cfg.temperature
+        temp[g["has_note"]] = cfg.note_temperature or cfg.temperature  # a merged note+duration: a note
         self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
 
 
@@ -69,12 +69,14 @@ def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int = 1,
+def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
              config: SamplingConfig | None = None, **overrides) -> list[Tokens]:
     """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
 
-    Returns `Tokens` per sample (prompt included, up to and including ``<eos>`` if one was
-    sampled). Keyword overrides set fields of `SamplingConfig`, e.g. ``temperature=0.9``.
+    ``vocab`` is the model's `Vocab`, or its `BPE` tokenizer (then ids and the prompt are BPE
+    ids; decode with ``bpe.decode``). Returns `Tokens` per sample (prompt included, up to and
+    including ``<eos>`` if one was sampled). Keyword overrides set fields of `SamplingConfig`,
+    e.g. ``temperature=0.9``.
     """
     cfg = config or SamplingConfig()
     if overrides:
@@ -86,19 +88,22 @@ def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)).item()))
     B = num_samples
 
+    base = getattr(vocab, "base", vocab)  # the base vocabulary (BPE tokens expand to its tokens)
+    to_base = getattr(vocab, "to_base", lambda x: x)
     if prompt is None:
         ids0 = np.array([vocab.sos_id])
         steps0 = np.zeros(1, np.int64)
     else:
         ids0 = np.asarray(prompt.ids, np.int64)
         steps0 = np.asarray(prompt.steps, np.int64)
-        if vocab.kind[ids0[-1]] == K_EOS:  # continue the piece: drop its end
+        if ids0[-1] == vocab.eos_id:  # continue the piece: drop its end
             ids0, steps0 = ids0[:-1], steps0[:-1]
-    kinds0 = vocab.kind[ids0]
+    base0 = to_base(ids0)
+    kinds0 = base.kind[base0]
     ctx0 = int(contexts(kinds0)[-1])
     # the time step where the next token stands: the sum of all gaps so far
     gap_dur = (kinds0 == K_DUR) & (np.concatenate([[C_START], contexts(kinds0)[:-1]]) == C_SEP)
-    step0 = int(vocab.value[ids0][gap_dur].sum())
+    step0 = int(base.value[base0][gap_dur].sum())
 
     ids = torch.as_tensor(ids0, device=device).repeat(B, 1)
     steps = torch.as_tensor(steps0, device=device).repeat(B, 1)
@@ -134,23 +139,20 @@ def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int
         logits = logits.float() * T.inv_temp
         if cfg.constrained:
             allowed = T.allowed[ctx]
-            if T.needs_instrument:
-                allowed = allowed & ~(T.is_note & ~has_instr[:, None])
+            allowed = allowed & ~(T.needs_instrument & ~has_instr[:, None])
             if length < cfg.min_length:
-                allowed = allowed & ~T.is_eos
+                allowed = allowed & ~T.has_eos
             logits = logits.masked_fill(~allowed, float("-inf"))
         logits = _filter(logits, cfg.top_k, cfg.top_p)
         tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
         tok = torch.where(done, torch.full_like(tok, vocab.pad_id), tok)
-        kind = T.kind[tok]
         tok_step = step.clone()
-        new_ctx = T.next_ctx[ctx, kind]
-        step = step + torch.where(new_ctx == C_GAP_DUR, T.value[tok], 0)
-        ctx = new_ctx
-        has_instr |= kind == K_INSTR
+        step = step + T.advance[ctx, tok]
+        ctx = T.next_ctx[ctx, tok]
+        has_instr |= T.gives_instrument[tok]
         out_ids.append(tok[:, None])
         out_steps.append(tok_step[:, None])
-        done |= kind == K_EOS
+        done |= T.has_eos[tok]
         length += 1
         if bool(done.all()):
             break
@@ -169,14 +171,19 @@ def generate(model, vocab: Vocab, prompt: Tokens | None = None, num_samples: int
     results = []
     for b in range(B):
         row, srow = all_ids[b], all_steps[b]
-        eos = np.flatnonzero(vocab.kind[row] == K_EOS)
+        eos = np.flatnonzero(row == vocab.eos_id)
         n = eos[0] + 1 if len(eos) else len(row)
         results.append(Tokens(row[:n].astype(vocab.dtype), srow[:n].astype(np.int32), {}))
     return results
 
 
-def prompt_from_midi(path, vocab: Vocab, beats: float | None = None) -> Tokens:
-    """Encode a MIDI file as a prompt, optionally only its first ``beats`` quarter notes."""
+def prompt_from_midi(path, vocab, beats: float | None = None) -> Tokens:
+    """Encode a MIDI file as a prompt, optionally only its first ``beats`` quarter notes.
+
+    ``vocab``: a `Vocab`, or a `BPE` tokenizer (the prompt is cut on base tokens, then merged).
+    """
+    if hasattr(vocab, "base"):
+        return vocab.encode(prompt_from_midi(path, vocab.base, beats))
     toks = encode(path, vocab)
     if beats is None:
         return toks

@@ -28,7 +28,7 @@ SPLITS = ("train", "valid", "test")
 
 
 class PreparedCorpus:
-    def __init__(self, path, split: str = "train", location: str = "disk"):
+    def __init__(self, path, split: str = "train", location: str = "disk", bpe: bool | None = None):
         self.path = Path(path)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -39,16 +39,28 @@ class PreparedCorpus:
         self.vocab = Vocab.load(self.path / "vocab.json")
         self.split = split
         self.location = location
-        dtype = np.dtype(self.manifest["token_dtype"])
-        index = np.load(self.path / f"{split}.index.npy", allow_pickle=False)
+        # BPE: where the corpus has a tokenizer (prepare --bpe-vocab), read its BPE files
+        has_bpe = (self.path / "tokenizer.json").is_file()
+        if bpe and not has_bpe:
+            raise FileNotFoundError(f"{self.path}: no tokenizer.json (prepare with --bpe-vocab N)")
+        self.tokenizer = None
+        prefix, dtype = split, np.dtype(self.manifest["token_dtype"])
+        if has_bpe and bpe is not False:
+            from ..encoding.bpe import BPE
+
+            self.tokenizer = BPE.load(self.path / "tokenizer.json")
+            if self.tokenizer.base != self.vocab:
+                raise ValueError(f"{self.path}: tokenizer.json and vocab.json disagree")
+            prefix, dtype = f"{split}.bpe", np.dtype(self.manifest["bpe"]["token_dtype"])
+        index = np.load(self.path / f"{prefix}.index.npy", allow_pickle=False)
         self.starts = index[:, 0].copy() if len(index) else np.zeros(0, np.int64)
         self.lengths = index[:, 1].copy() if len(index) else np.zeros(0, np.int64)
         n = int(self.lengths.sum())
         if len(index) and not np.array_equal(self.starts, np.cumsum(self.lengths) - self.lengths):
-            raise ValueError(f"{self.path / f'{split}.index.npy'}: pieces are not back to back (corrupt index)")
+            raise ValueError(f"{self.path / f'{prefix}.index.npy'}: pieces are not back to back (corrupt index)")
         if n:
-            tokens = np.memmap(self.path / f"{split}.tokens.bin", dtype=dtype, mode="r", shape=(n,))
-            steps = np.memmap(self.path / f"{split}.steps.bin", dtype=np.int32, mode="r", shape=(n,))
+            tokens = np.memmap(self.path / f"{prefix}.tokens.bin", dtype=dtype, mode="r", shape=(n,))
+            steps = np.memmap(self.path / f"{prefix}.steps.bin", dtype=np.int32, mode="r", shape=(n,))
         else:
             tokens, steps = np.zeros(0, dtype), np.zeros(0, np.int32)
         if location == "disk":
@@ -61,6 +73,11 @@ class PreparedCorpus:
             # int32 on the device: 8 bytes per token instead of 16; batches are int64 anyway
             self.tokens = torch.from_numpy(np.array(tokens, np.int32)).to(location)
             self.steps = torch.from_numpy(np.array(steps, np.int32)).to(location)
+
+    @property
+    def codec(self):
+        """What the token ids mean: the `BPE` tokenizer if the corpus uses one, else the `Vocab`."""
+        return self.tokenizer if self.tokenizer is not None else self.vocab
 
     @property
     def on_device(self) -> bool:

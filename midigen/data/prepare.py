@@ -41,6 +41,7 @@ from .corpus import SPLITS
 
 MANIFEST_FORMAT = "midigen.corpus"
 MANIFEST_VERSION = 1
+STARTUP_LIMIT = 300.0  # seconds a worker may take to start (imports) before it is replaced
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
 
 
@@ -114,6 +115,7 @@ def _worker_main(conn, cache: str, config: dict) -> None:
     vocab = Vocab(EncodingConfig.from_dict(config))
     cache_dir = Path(cache)
     try:
+        conn.send("ready")  # imports done: from now on the parent's clock runs
         while True:
             paths = conn.recv()
             if paths is None:
@@ -133,6 +135,7 @@ class _Worker:
         child.close()
         self.pending: list[str] = []  # files sent and not yet answered, in order
         self.since = time.monotonic()  # when the current file started
+        self.ready = False  # start-up (imports) is not counted against the per-file time limit
 
     def send(self, paths):
         self.pending.extend(paths)
@@ -185,6 +188,9 @@ def _run_pool(paths, cache: Path, vocab: Vocab, workers: int, timeout: float, on
                 try:
                     while w.pending and conn.poll():  # drain everything this worker has sent
                         result = conn.recv()
+                        if isinstance(result, str):  # "ready"
+                            w.ready, w.since = True, time.monotonic()
+                            continue
                         w.pending.pop(0)
                         w.since = time.monotonic()
                         on_result(result)
@@ -200,7 +206,15 @@ def _run_pool(paths, cache: Path, vocab: Vocab, workers: int, timeout: float, on
                     feed(w)
             now = time.monotonic()
             for i, w in enumerate(pool):
-                if w.pending and now - w.since > timeout:
+                if not w.ready and now - w.since > STARTUP_LIMIT:  # a worker that never started
+                    w.kill()
+                    todo.extend(reversed(w.pending))
+                    w.pending.clear()
+                    pool[i] = _Worker(ctx, cache, config)
+                    restarts += 1
+                    if restarts > 10 * len(pool):
+                        raise RuntimeError("worker processes fail to start (see their output above)")
+                elif w.pending and w.ready and now - w.since > timeout:
                     w.kill()
                     fail_current(w, f"timed out after {timeout:g} s")
                     pool[i] = _Worker(ctx, cache, config)
@@ -243,10 +257,13 @@ def prepare(
     workers: int | None = None,
     timeout: float = 60.0,
     progress: bool = True,
+    bpe_vocab: int | None = None,
 ) -> PrepareResult:
     """Encode every MIDI file under ``sources`` into a prepared corpus at ``out``.
 
-    ``workers=0`` encodes in this process (no time limit; for debugging). Returns a
+    ``workers=0`` encodes in this process (no time limit; for debugging). ``bpe_vocab``: also
+    learn an action-aware BPE tokenizer of that size on the *train split only*, save it as
+    ``tokenizer.json`` and write every split in BPE ids too (``{split}.bpe.*``). Returns a
     `PrepareResult`; the corpus itself is described by ``out/manifest.json``.
     """
     from tqdm.auto import tqdm
@@ -301,13 +318,35 @@ def prepare(
             result.worker_restarts = _run_pool(files, cache, vocab, n_workers, timeout, on_result)
     finally:
         bar.close()
-    result.manifest = _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed)
+    result.manifest = _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab)
     result.seconds = time.monotonic() - t0
     result.notes_per_second = state["notes"] / max(result.seconds, 1e-9)
     return result
 
 
-def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed) -> dict:
+def _write_split(out: Path, prefix: str, pieces, dtype, note_count) -> tuple[list, dict]:
+    """Stream (ids, steps) pieces into ``prefix``.tokens.bin/.steps.bin/.index.npy (temp names).
+
+    Returns the (temp, final) renames to do and the split's sizes.
+    """
+    tok_tmp, step_tmp = out / f"{prefix}.tokens.bin.tmp", out / f"{prefix}.steps.bin.tmp"
+    index = []
+    offset = notes = 0
+    with open(tok_tmp, "wb") as ft, open(step_tmp, "wb") as fs:
+        for ids, steps in pieces:
+            ft.write(np.asarray(ids).astype(dtype).tobytes())
+            fs.write(np.asarray(steps).astype(np.int32).tobytes())
+            index.append((offset, len(ids)))
+            offset += len(ids)
+            notes += note_count(ids)
+    index_tmp = out / f"{prefix}.index.npy.tmp"
+    with open(index_tmp, "wb") as f:
+        np.save(f, np.array(index, np.int64).reshape(-1, 2), allow_pickle=False)
+    renames = [(tok_tmp, f"{prefix}.tokens.bin"), (step_tmp, f"{prefix}.steps.bin"), (index_tmp, f"{prefix}.index.npy")]
+    return renames, {"files": len(index), "tokens": int(offset), "notes": int(notes)}
+
+
+def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab=None) -> dict:
     """Write the split files and the manifest from the cache, streaming piece by piece."""
     failures = [{"path": p, "error": results[p][2]} for p in files if results[p][2] is not None]
     ok = [p for p in files if results[p][2] is None]
@@ -320,32 +359,40 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
         by_split[split_of(h, seed, valid_fraction, test_fraction)].append((p, h))
 
     dtype = np.dtype(vocab.dtype)
-    note_kind = vocab.kind == K_NOTE
-    splits = {}
-    renames = []
+    notes_of = vocab.notes_per_token()
+    note_count = lambda ids: int(notes_of[np.asarray(ids, np.int64)].sum())  # noqa: E731
+    load = lambda h: np.load(_cache_paths(cache, h)[0], allow_pickle=False)  # noqa: E731
+    splits, renames = {}, []
     for split, pieces in by_split.items():
         pieces.sort()
-        tok_tmp = out / f"{split}.tokens.bin.tmp"
-        step_tmp = out / f"{split}.steps.bin.tmp"
-        index = np.zeros((len(pieces), 2), np.int64)
-        offset = notes = 0
-        with open(tok_tmp, "wb") as ft, open(step_tmp, "wb") as fs:
-            for i, (p, h) in enumerate(pieces):
-                arr = np.load(_cache_paths(cache, h)[0], allow_pickle=False)
-                ids = arr[0].astype(dtype)
-                ft.write(ids.tobytes())
-                fs.write(arr[1].astype(np.int32).tobytes())
-                index[i] = offset, len(ids)
-                offset += len(ids)
-                notes += int(np.count_nonzero(note_kind[arr[0]]))
-        index_tmp = out / f"{split}.index.npy.tmp"
-        with open(index_tmp, "wb") as f:
-            np.save(f, index, allow_pickle=False)
+        r, splits[split] = _write_split(out, split, ((a[0], a[1]) for a in map(load, (h for _, h in pieces))), dtype, note_count)
         pieces_tmp = out / f"{split}.pieces.json.tmp"
         pieces_tmp.write_text(json.dumps([p for p, _ in pieces], indent=0))
-        renames += [(tok_tmp, f"{split}.tokens.bin"), (step_tmp, f"{split}.steps.bin"),
-                    (index_tmp, f"{split}.index.npy"), (pieces_tmp, f"{split}.pieces.json")]
-        splits[split] = {"files": len(pieces), "tokens": int(offset), "notes": notes}
+        renames += r + [(pieces_tmp, f"{split}.pieces.json")]
+    bpe_info = None
+    if bpe_vocab:
+        from ..encoding.bpe import BPE
+        from ..encoding.index import Tokens
+
+        def split_pieces(split):
+            for _, h in by_split[split]:
+                a = load(h)
+                yield a[0], a[1]
+
+        bpe = BPE.train(split_pieces("train"), vocab, bpe_vocab)  # the train split only: no leak
+        tok_tmp = out / "tokenizer.json.tmp"
+        tok_tmp.write_text(json.dumps(bpe.to_dict()))
+        renames.append((tok_tmp, "tokenizer.json"))
+        bpe_notes = bpe.notes_per_token()
+        bpe_count = lambda ids: int(bpe_notes[np.asarray(ids, np.int64)].sum())  # noqa: E731
+        bpe_info = {"file": "tokenizer.json", "vocab_size": len(bpe), "token_dtype": np.dtype(bpe.dtype).name,
+                    "trained_on": "train", "splits": {}}
+        for split in SPLITS:
+            encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
+            r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype), bpe_count)
+            renames += r
+    elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
+        renames.append((None, "tokenizer.json"))
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -361,7 +408,12 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
         "splits": splits,
         "sources": {p: results[p][0] for p in files},
     }
+    if bpe_info:
+        manifest["bpe"] = bpe_info
     for tmp, name in renames:
-        os.replace(tmp, out / name)
+        if tmp is None:
+            (out / name).unlink()
+        else:
+            os.replace(tmp, out / name)
     _atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest

@@ -121,3 +121,31 @@ class Grammar:
             K_EOS: "<eos> must follow a gap (<sep> dN)" if i >= self.min_length else "<eos> before the minimum length",
             K_INSTR: "an instrument token must open a note",
         }.get(k, "token not allowed here")
+
+
+def token_tables(codec) -> dict:
+    """Grammar tables per token of a `Vocab` or a `BPE` tokenizer, for samplers.
+
+    ``allowed`` (contexts, V), ``next_ctx`` (contexts, V), ``advance`` (contexts, V): time steps the
+    token's gaps move on; ``needs_instrument``, ``gives_instrument``, ``has_eos``, ``has_note``,
+    ``has_duration`` (V). For a base vocabulary every token is one base token; for BPE each merged
+    token is walked through the base grammar (`BPE.grammar_tables`).
+    """
+    if hasattr(codec, "grammar_tables"):
+        ok, nxt, adv, needs, gives, eos = codec.grammar_tables()
+        kinds = [codec.base.kind[p] for p in codec.pieces]
+        has_note = np.array([(k == K_NOTE).any() for k in kinds])
+        has_dur = np.array([(k == K_DUR).any() for k in kinds])
+        instruments = codec.base.config.instruments
+    else:
+        kind = codec.kind
+        ok = ALLOWED_KINDS[:, kind]
+        nxt = NEXT_CONTEXT[:, kind]
+        adv = np.where(nxt == C_GAP_DUR, codec.value[None, :], 0)
+        needs, gives, eos = kind == K_NOTE, kind == K_INSTR, kind == K_EOS
+        has_note, has_dur = kind == K_NOTE, kind == K_DUR
+        instruments = codec.config.instruments
+    if not instruments:
+        needs = np.zeros_like(needs)
+    return {"allowed": ok, "next_ctx": nxt, "advance": adv, "needs_instrument": needs, "gives_instrument": gives,
+            "has_eos": eos, "has_note": has_note, "has_duration": has_dur}

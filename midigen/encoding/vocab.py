@@ -92,6 +92,20 @@ class Vocab:
     def to_tokens(self, ids) -> list[str]:
         return [self.tokens[i] for i in np.asarray(ids).tolist()]
 
+    def to_base(self, ids) -> np.ndarray:
+        """Base ids (the identity here; a `BPE` tokenizer expands merged tokens)."""
+        return np.asarray(ids, np.int64)
+
+    def notes_per_token(self) -> np.ndarray:
+        """How many notes each token stands for (1 for note tokens, else 0)."""
+        return (self.kind == K_NOTE).astype(np.int64)
+
+    def decode(self, ids, *, strict: bool = False):
+        """Token ids -> `Score` (see `midigen.encoding.decode`)."""
+        from . import decode
+
+        return decode(ids, self, strict=strict)
+
     # ------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         return {
