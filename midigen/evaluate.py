@@ -160,32 +160,63 @@ def compare(generated: list[dict], reference: list[dict]) -> dict:
     return out
 
 
-def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, max_batches: int | None = None, device="cpu") -> dict:
-    """Loss, perplexity, bits per token and bits per note of ``model`` on a `PreparedCorpus` split."""
+def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, max_batches: int | None = None,
+               device="cpu", per_token: bool = False) -> dict:
+    """Loss, perplexity, bits per token and bits per note of ``model`` on a `PreparedCorpus` split.
+
+    Every token of the split is scored once, piece by piece (the ``contiguous`` batcher), so a
+    memory model (XL / kNN) carries its memories through each piece as in training. Also split
+    by where a token stands: in the first segment of its piece (``first_segment``), or later
+    (``later_segments``, where a memory can help). ``per_token=True`` adds the raw per-token
+    losses and their segment numbers (for plots).
+    """
     import torch
+    import torch.nn.functional as F
 
     from .data import make_batches
     from .data.batching import IGNORE_INDEX
+
     seq_len = seq_len or model.config.block_size
     model.eval()
     note = torch.as_tensor(corpus.codec.notes_per_token(), device=device)
-    total, tokens, notes = 0.0, 0, 0
+    uses_memory = hasattr(model, "new_memory")
+    memory = None
+    sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
+    seg_no = None
+    raw_losses, raw_segments = [], []
     with torch.no_grad():
         for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
             if max_batches is not None and i >= max_batches:
                 break
-            x, y, steps = b["x"].to(device), b["y"].to(device), b["steps"].to(device)
+            x, y, steps, reset = (b[k].to(device) for k in ("x", "y", "steps", "reset"))
+            if memory is None and uses_memory:
+                memory = model.new_memory(x.shape[0])
+            # segment number of each row within its piece
+            seg_no = torch.zeros(x.shape[0], dtype=torch.long, device=device) if seg_no is None else seg_no + 1
+            seg_no = torch.where(reset, torch.zeros_like(seg_no), seg_no)
+            kw = {"memory": memory, "reset": reset, "valid": b["piece"].to(device) >= 0} if uses_memory else {}
+            logits, _ = model(x, steps, **kw)
             valid = y != IGNORE_INDEX
-            n = int(valid.sum())
-            if n == 0:
-                continue
-            _, loss = model(x, steps, y)
-            total += float(loss) * n
-            tokens += n
-            notes += int(note[y.clamp(min=0)][valid].sum())
+            losses = F.cross_entropy(logits.float().transpose(1, 2), y.clamp(min=0), reduction="none")
+            for name, mask in (("all", valid), ("first_segment", valid & (seg_no == 0)[:, None]),
+                               ("later_segments", valid & (seg_no > 0)[:, None])):
+                sums[name][0] += float(losses[mask].double().sum())
+                sums[name][1] += int(mask.sum())
+                sums[name][2] += int(note[y.clamp(min=0)][mask].sum())
+            if per_token:
+                raw_losses.append(losses[valid].cpu())
+                raw_segments.append(seg_no[:, None].expand_as(valid)[valid].cpu())
+    total, tokens, notes = sums["all"]
     loss = total / max(tokens, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2),
-            "bits_per_note": total / max(notes, 1) / math.log(2), "tokens": tokens, "notes": notes}
+    out = {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2),
+           "bits_per_note": total / max(notes, 1) / math.log(2), "tokens": tokens, "notes": notes}
+    for name in ("first_segment", "later_segments"):
+        t, n, _ = sums[name]
+        out[name] = {"loss": t / n if n else float("nan"), "tokens": n}
+    if per_token:
+        out["token_losses"] = torch.cat(raw_losses).numpy() if raw_losses else np.zeros(0)
+        out["token_segments"] = torch.cat(raw_segments).numpy() if raw_segments else np.zeros(0, np.int64)
+    return out
 
 
 def evaluate(checkpoint, data, split: str = "test", samples: int = 16, max_new_tokens: int = 512,

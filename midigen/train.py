@@ -33,7 +33,6 @@ import torch.distributed as dist
 
 from .checkpoint import CheckpointError, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
-from .data.batching import IGNORE_INDEX
 from .model import MODELS, GPTConfig, MemoryConfig, build_model
 
 
@@ -190,28 +189,16 @@ class Trainer:
         return {"memory": memory, "reset": b["reset"], "valid": b["piece"] >= 0}
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Token-weighted loss over the validation split (every token once, piece by piece)."""
-        self.model.eval()
-        batches = make_batches(self.valid_data, "contiguous", self.cfg.batch_size, self.cfg.seq_len, seed=0)
-        memory = self.raw_model.new_memory(self.cfg.batch_size) if self.uses_memory else None
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        count = 0
-        for i, batch in enumerate(batches):
-            if self.cfg.eval_batches is not None and i >= self.cfg.eval_batches:
-                break
-            b = {k: v.to(self.device) for k, v in batch.items()}
-            n = int((b["y"] != IGNORE_INDEX).sum())
-            if n == 0 and memory is None:
-                continue
-            with self.autocast:
-                _, loss = self.raw_model(b["x"], b["steps"], b["y"], **self._memory_kw(b, memory))
-            total += loss.double() * n
-            count += n
+        """Validation loss, token-weighted, every token once, piece by piece (`evaluate.likelihood`)."""
+        from .evaluate import likelihood
+
+        with self.autocast:
+            m = likelihood(self.raw_model, self.valid_data, self.cfg.batch_size, self.cfg.seq_len,
+                           max_batches=self.cfg.eval_batches, device=self.device)
         self.model.train()
-        loss = float(total / max(count, 1))
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2), "tokens": count}
+        return {k: m[k] for k in ("loss", "perplexity", "bits_per_token", "bits_per_note", "tokens")} | {
+            "later_segments_loss": m["later_segments"]["loss"]}
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict:
