@@ -43,6 +43,8 @@ def test_prepare_writes_memmap_corpus_and_manifest(tmp_path, small_src):
     for key in ("encoding", "vocab", "files_ok", "files_failed", "failures", "duplicates", "splits", "sources"):
         assert key in m
     assert m["files_ok"] == 41 and m["files_failed"] == 2 and m["duplicates"] == 1
+    assert [(d["path"].rsplit("/", 1)[-1], d["same_as"].rsplit("/", 1)[-1]) for d in m["duplicate_files"]] == [
+        ("copy_of_bwv1.6.mid", "bwv1.6.mid")] or m["duplicate_files"][0]["path"].endswith("bwv1.6.mid")
     assert {f["path"].rsplit("/", 1)[-1] for f in m["failures"]} == {"broken.mid", "empty.mid"}
     assert all(f["error"] for f in m["failures"])
     assert sum(s["files"] for s in m["splits"].values()) == 40

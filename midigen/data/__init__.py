@@ -1,7 +1,23 @@
 """Corpora: folders of MIDI files -> prepared token files (prepare.py), read back (corpus.py),
-and fed to a model in batches (batching.py)."""
+and fed to a model in batches (batching.py).
 
-from .batching import Contiguous, PerSong, RandomWindows, make_batches
-from .corpus import PreparedCorpus
+Imports are lazy, so `prepare`'s worker processes start without loading torch.
+"""
 
-__all__ = ["Contiguous", "PerSong", "PreparedCorpus", "RandomWindows", "make_batches"]
+__all__ = ["Contiguous", "PerSong", "PreparedCorpus", "RandomWindows", "make_batches", "prepare"]
+
+
+def __getattr__(name):
+    if name in ("Contiguous", "PerSong", "RandomWindows", "make_batches"):
+        from . import batching
+
+        return getattr(batching, name)
+    if name == "PreparedCorpus":
+        from .corpus import PreparedCorpus
+
+        return PreparedCorpus
+    if name == "prepare":
+        from .prepare import prepare
+
+        return prepare
+    raise AttributeError(f"module 'midigen.data' has no attribute {name!r}")

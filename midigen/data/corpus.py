@@ -75,6 +75,13 @@ class PreparedCorpus:
             self.steps = torch.from_numpy(np.array(steps, np.int32)).to(location)
 
     @property
+    def names(self) -> list[str]:
+        """The source file of each piece, in order."""
+        if not hasattr(self, "_names"):
+            self._names = json.loads((self.path / f"{self.split}.pieces.json").read_text())
+        return self._names
+
+    @property
     def codec(self):
         """What the token ids mean: the `BPE` tokenizer if the corpus uses one, else the `Vocab`."""
         return self.tokenizer if self.tokenizer is not None else self.vocab

@@ -351,9 +351,12 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
     failures = [{"path": p, "error": results[p][2]} for p in files if results[p][2] is not None]
     ok = [p for p in files if results[p][2] is None]
     first_of_hash: dict[str, str] = {}
+    duplicate_files = []
     for p in ok:  # files are sorted: the first path of each content wins
-        first_of_hash.setdefault(results[p][0], p)
-    duplicates = len(ok) - len(first_of_hash)
+        kept = first_of_hash.setdefault(results[p][0], p)
+        if kept != p:
+            duplicate_files.append({"path": p, "same_as": kept})
+    duplicates = len(duplicate_files)
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     for h, p in first_of_hash.items():
         by_split[split_of(h, seed, valid_fraction, test_fraction)].append((p, h))
@@ -405,6 +408,7 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
         "files_failed": len(failures),
         "failures": failures,
         "duplicates": duplicates,
+        "duplicate_files": duplicate_files,
         "splits": splits,
         "sources": {p: results[p][0] for p in files},
     }

@@ -1,0 +1,118 @@
+"""Does memory help? Vanilla GPT vs Transformer-XL vs kNN memory vs both, measured.
+
+The research claim of the blog's "Transformer Memory" section, reproduced honestly on our data:
+same parameter count (within 5%), same segment length, same token budget, same batches (the
+``contiguous`` batcher for every model, so each row streams one piece in order); validation
+loss per token on the held-out split, overall and for tokens *beyond the first segment* of their
+piece (where a memory can matter).
+
+    .venv/bin/python benchmarks/memory_experiment.py --data data/prepared/long --steps 1500 --seeds 0
+
+Prepare the corpus first (long pieces: music21's whole corpus plus the shared piano pieces)::
+
+    midigen export-corpus --composer all --out data/music21
+    midigen prepare data/music21 ../shared/corpus/one_track --out data/prepared/long
+
+Writes ``--out`` (default out/memory_experiment): per run the run folder and a ``results.json``,
+and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from midigen.checkpoint import load_model  # noqa: E402
+from midigen.data import PreparedCorpus  # noqa: E402
+from midigen.evaluate import likelihood  # noqa: E402
+from midigen.train import TrainConfig, Trainer  # noqa: E402
+
+VARIANTS = {
+    "gpt": dict(),  # learned absolute positions, no memory
+    "xl": dict(),
+    "knn": dict(),
+    "xl+knn": dict(),
+}
+
+
+def run(variant, args, seed) -> dict:
+    out = Path(args.out) / f"{variant}-seed{seed}"
+    model_kw = dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width, dropout=0.0)
+    if variant != "gpt":
+        model_kw.update(knn_capacity=args.knn_capacity, knn_topk=args.knn_topk)
+        if "xl" in variant:
+            model_kw["xl_memory"] = args.xl_memory
+    cfg = TrainConfig(data=args.data, out=str(out), model=variant, strategy="contiguous", batch_size=args.batch,
+                      seq_len=args.segment, max_steps=args.steps, lr=args.lr, min_lr=args.lr / 10,
+                      warmup_steps=min(100, args.steps // 10), eval_interval=args.steps, eval_batches=None,
+                      seed=seed, device="cpu", progress=not args.quiet)
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, model_kw)
+    n_params = trainer.raw_model.num_params()
+    trainer.train()
+    train_s = time.perf_counter() - t0
+    model, codec, _ = load_model(out / "latest")
+    valid = PreparedCorpus(args.data, args.split)
+    m = likelihood(model, valid, batch_size=args.batch, seq_len=args.segment)
+    return {"variant": variant, "seed": seed, "params": n_params, "train_seconds": train_s,
+            "tokens_seen": args.steps * args.batch * args.segment, "loss": m["loss"],
+            "first_segment_loss": m["first_segment"]["loss"], "later_segments_loss": m["later_segments"]["loss"],
+            "later_tokens": m["later_segments"]["tokens"], "tokens": m["tokens"]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data/prepared/long")
+    p.add_argument("--out", default="out/memory_experiment")
+    p.add_argument("--variants", default="gpt,xl,knn,xl+knn")
+    p.add_argument("--seeds", default="0", help="comma-separated")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--segment", type=int, default=128)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--xl-memory", type=int, default=128)
+    p.add_argument("--knn-capacity", type=int, default=1024)
+    p.add_argument("--knn-topk", type=int, default=32)
+    p.add_argument("--split", default="valid")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("-q", "--quiet", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((Path(args.data) / "manifest.json").read_text())
+    valid = PreparedCorpus(args.data, args.split)
+    lengths = valid.lengths
+    print(f"{args.data}: {args.split} split {len(valid)} pieces, {valid.n_tokens:,} tokens; piece length "
+          f"median {int(np.median(lengths))}, {np.mean(lengths > args.segment + 1):.0%} longer than one segment")
+    results = []
+    for seed in map(int, args.seeds.split(",")):
+        for variant in args.variants.split(","):
+            r = run(variant, args, seed)
+            results.append(r)
+            print(json.dumps(r))
+            (Path(args.out) / "results.json").write_text(json.dumps({"args": vars(args), "corpus": manifest["splits"],
+                                                                     "results": results}, indent=1))
+    print("\n| model | params | seeds | valid loss (all tokens) | first segment | beyond the first segment | train time |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for variant in args.variants.split(","):
+        rs = [r for r in results if r["variant"] == variant]
+        f = lambda k: np.mean([r[k] for r in rs])  # noqa: E731
+        sd = lambda k: np.std([r[k] for r in rs]) if len(rs) > 1 else 0.0  # noqa: E731
+        print(f"| {variant} | {rs[0]['params'] / 1e6:.2f}M | {len(rs)} | {f('loss'):.4f} ± {sd('loss'):.4f} | "
+              f"{f('first_segment_loss'):.4f} | {f('later_segments_loss'):.4f} ± {sd('later_segments_loss'):.4f} | "
+              f"{f('train_seconds'):.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
