@@ -95,6 +95,8 @@ def cmd_train(args) -> int:
         v = getattr(args, name)
         if v is not None:
             train_kw[name] = v
+    if train_kw.get("eval_batches") == 0:  # 0 on the command line: the whole validation split
+        train_kw["eval_batches"] = None
     if args.compile:
         train_kw["compile"] = True
     if args.quiet:
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--grad-clip", type=float)
     p.add_argument("--eval-interval", type=int)
-    p.add_argument("--eval-batches", type=int)
+    p.add_argument("--eval-batches", type=int, help="validation batches per evaluation (0: the whole split)")
     p.add_argument("--patience", type=int, help="early stopping: validations without improvement")
     p.add_argument("--strategy", choices=["random_windows", "per_song", "contiguous"])
     p.add_argument("--location", help="disk | ram | cuda: where the corpus lives")

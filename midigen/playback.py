@@ -158,3 +158,44 @@ def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mar
     if title or s.path:
         ax.set_title(title or Path(s.path).name)
     return ax
+
+
+MUSESCORE_NAMES = ("mscore", "musescore", "mscore3", "musescore3", "mscore4", "musescore4", "MuseScore4", "mscore4portable")
+
+
+def find_musescore() -> str | None:
+    """Path of a MuseScore executable, or None (music21 needs one to draw notation)."""
+    import shutil
+
+    for name in MUSESCORE_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def show_score(score, measures: int | None = 8):
+    """Engrave a `Score` (or MIDI path) as sheet music through music21 and MuseScore.
+
+    Returns an ``IPython.display.Image``; ``measures`` keeps only the opening. Raises
+    `PlaybackError` saying how to install MuseScore where it is missing.
+    """
+    import tempfile
+
+    exe = find_musescore()
+    if exe is None:
+        raise PlaybackError(
+            "MuseScore is not installed, and music21 needs it to draw notation: install it "
+            "(Debian/Ubuntu: `apt-get install musescore3`; others: https://musescore.org), "
+            "or use piano_roll() instead"
+        )
+    from IPython.display import Image
+    from music21 import environment
+
+    environment.set("musescoreDirectPNGPath", exe)
+    stream = _as_score(score).to_music21()
+    if measures is not None:
+        stream = stream.measures(1, measures)
+    with tempfile.TemporaryDirectory() as d:
+        png = stream.write("musicxml.png", fp=str(Path(d) / "score.png"))
+        return Image(filename=str(png))

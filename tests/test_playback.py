@@ -51,3 +51,29 @@ def test_piano_roll_draws_each_instrument():
     ax = piano_roll(s, mark=1.0)
     assert len(ax.patches) == 3
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"drums", "Acoustic Grand Piano"}
+
+
+def test_show_score_explains_a_missing_musescore(monkeypatch):
+    import midigen.playback as pb
+
+    monkeypatch.setattr(pb, "find_musescore", lambda: None)
+    with pytest.raises(PlaybackError, match="MuseScore is not installed.*apt-get install musescore3"):
+        pb.show_score(two_seconds())
+
+
+def test_render_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import BACH
+
+    out = tmp_path / "x.wav"
+    r = subprocess.run([sys.executable, "-m", "midigen", "render", str(BACH / "bwv1.6.mid"), "--out", str(out),
+                        "--sample-rate", "8000"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 8000 * 2 * 30  # a minute of 16-bit audio
+    bad = tmp_path / "bad.sf2"
+    bad.write_bytes(b"nope")
+    r = subprocess.run([sys.executable, "-m", "midigen", "render", str(BACH / "bwv1.6.mid"), "--out", str(out),
+                        "--soundfont", str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "not a SoundFont" in r.stderr
