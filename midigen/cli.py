@@ -323,7 +323,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export-corpus", help="export music21's bundled corpus to MIDI files")
-    p.add_argument("--composer", default="bach", help="a composer of music21's corpus, or 'all' (default bach)")
+    p.add_argument("--composer", default="bach", help="folder(s) of music21's corpus, comma-separated (bach, beethoven, ...), or 'all' (default bach)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--limit", type=int, default=None, help="export only the first N works")

@@ -60,27 +60,34 @@ def export_music21_corpus(
     progress: bool = True,
     limit: int | None = None,
 ) -> dict:
-    """Export music21's bundled corpus (or one composer of it) to ``out_dir`` as MIDI.
+    """Export music21's bundled corpus (or some of its folders) to ``out_dir`` as MIDI.
 
-    Files that already exist are skipped, so an interrupted export resumes; ``limit`` exports
-    only the first works (sorted by path). Returns
-    ``{"written": n, "skipped": n, "failed": [(path, error), ...]}``.
+    ``composer``: a folder of music21's corpus ("bach", "beethoven", ...), several separated by
+    commas, or None for everything. Files are named after their path in the corpus
+    (``beethoven_opus18no1_movement1.mid``). Files that already exist are skipped, so an
+    interrupted export resumes; ``limit`` exports only the first works (sorted by path).
+    Returns ``{"written": n, "skipped": n, "failed": [(path, error), ...]}``.
     """
-    from music21 import corpus
+    from music21 import common, corpus
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = corpus.getComposer(composer) if composer else corpus.getPaths()
-    root = Path(corpus.getCorePaths()[0]).parents[0] if not composer else None
+    root = Path(common.getCorpusFilePath())
+    if composer:
+        paths = [p for c in composer.split(",") for p in corpus.getComposer(c.strip())]
+    else:
+        paths = corpus.getPaths()
     jobs = []
     for p in sorted(Path(x) for x in paths):
         if p.suffix.lower() not in _SCORE_SUFFIXES:
             continue
-        if composer:
+        try:
+            rel = str(p.relative_to(root))
+        except ValueError:
             rel = p.name
-        else:
-            rel = str(p.relative_to(root)) if root and root in p.parents else p.name
+        if composer == "bach":  # the bundled dataset's names: bwv1.6.mid
+            rel = p.name
         name = _safe_name(rel.rsplit(".", 1)[0]) + ".mid"
         dst = out / name
         if dst.exists() or any(out.glob(name.replace(".mid", "_000.mid"))):

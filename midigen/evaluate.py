@@ -168,7 +168,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     memory model (XL / kNN) carries its memories through each piece as in training. Also split
     by where a token stands: in the first segment of its piece (``first_segment``), or later
     (``later_segments``, where a memory can help). ``per_token=True`` adds the raw per-token
-    losses and their segment numbers (for plots).
+    losses, their segment numbers and their target ids (for plots).
     """
     import torch
     import torch.nn.functional as F
@@ -183,7 +183,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     memory = None
     sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
     seg_no = None
-    raw_losses, raw_segments = [], []
+    raw_losses, raw_segments, raw_targets = [], [], []
     with torch.no_grad():
         for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
             if max_batches is not None and i >= max_batches:
@@ -206,6 +206,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
             if per_token:
                 raw_losses.append(losses[valid].cpu())
                 raw_segments.append(seg_no[:, None].expand_as(valid)[valid].cpu())
+                raw_targets.append(y[valid].cpu())
     total, tokens, notes = sums["all"]
     loss = total / max(tokens, 1)
     out = {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2),
@@ -216,6 +217,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     if per_token:
         out["token_losses"] = torch.cat(raw_losses).numpy() if raw_losses else np.zeros(0)
         out["token_segments"] = torch.cat(raw_segments).numpy() if raw_segments else np.zeros(0, np.int64)
+        out["token_targets"] = torch.cat(raw_targets).numpy() if raw_targets else np.zeros(0, np.int64)
     return out
 
 

@@ -267,7 +267,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             # keep the history consistent with the resumed step
             (self.out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
-            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
+            # on resume, drop events logged after the checkpoint (a killed run may have written some)
+            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None)
             (self.out / "train_config.json").write_text(json.dumps(self._meta(), indent=1))
         data = self._batches_from(self.epoch, self.batch_in_epoch)
         self.model.train()
