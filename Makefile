@@ -2,7 +2,8 @@
 #
 #   make setup   virtual environment in .venv, PyTorch, midigen with its test extras, FluidSynth
 #   make test    set-up, then the whole test suite (notebooks included, in quick mode)
-#   make bench   set-up, then the benchmarks (tables go to benchmarks/RESULTS.md by hand)
+#   make demo    set-up, then the demo: out/demo.mid, out/demo.wav, out/demo.png, evaluation table
+#   make bench   set-up, then the encoding benchmark (see benchmarks/README.md for the others)
 #
 # PyTorch: on a CPU-only machine `TORCH_SPEC=torch==2.13.0` takes the CPU wheel (no CUDA
 # downloads). On a GPU machine pass the build you want, e.g. `make setup TORCH_SPEC=torch`.
@@ -45,8 +46,9 @@ test: setup
 bench: setup
 	$(PY) benchmarks/encode.py
 
-demo:
-	@echo "make demo arrives with the evaluation/playback issue; today: make test, midigen check, notebooks/01_encoding.ipynb"
+demo: setup
+	@echo "==> midigen demo: prepare data/bach, continue a held-out chorale, render, evaluate"
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/midigen demo --out out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out

@@ -140,7 +140,10 @@ def cmd_generate(args) -> int:
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.int8:
+        from .generate import quantize_for_cpu
+
+        model = quantize_for_cpu(model)
     prompt = prompt_from_midi(args.prompt, vocab, beats=args.prompt_beats) if args.prompt else None
     cfg = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature,
                          note_temperature=args.note_temperature, duration_temperature=args.duration_temperature,
@@ -294,6 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-length", type=int, default=0, help="no <eos> before this many tokens")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--int8", action="store_true", help="int8 weights for faster CPU sampling (dynamic quantisation)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="likelihood on a split and music statistics of generated samples")

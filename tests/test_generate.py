@@ -96,3 +96,18 @@ def test_note_and_duration_temperatures():
     assert float(t.inv_temp[vocab.index["n60"]]) == 2.0
     assert float(t.inv_temp[vocab.index["d4"]]) == 0.5
     assert float(t.inv_temp[vocab.index["<sep>"]]) == 1.0
+
+
+def test_int8_model_samples_decodable_music_close_to_fp32():
+    from midigen.generate import quantize_for_cpu
+
+    vocab = Vocab()
+    model = untrained(vocab, block=64)
+    q = quantize_for_cpu(model)
+    ids = torch.randint(3, len(vocab), (1, 20))
+    steps = torch.arange(20)[None]
+    a, _ = model(ids, steps)
+    b, _ = q(ids, steps)
+    assert torch.allclose(a.softmax(-1), b.softmax(-1), atol=0.02)
+    (toks,) = generate(q, vocab, max_new_tokens=60, seed=0)
+    decode(toks.ids, vocab, strict=True)

@@ -121,7 +121,8 @@ class CausalSelfAttention(nn.Module):
                 mask = torch.ones(T, p + T, dtype=torch.bool, device=x.device).tril(diagonal=p)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+        y = self.proj(y)
+        return self.resid_drop(y) if self.training and self.dropout > 0 else y
 
 
 class MLP(nn.Module):
@@ -132,7 +133,8 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        x = self.proj(F.gelu(self.fc(x)))
+        return self.drop(x) if self.training and self.drop.p > 0 else x  # skip the call when it does nothing
 
 
 class Block(nn.Module):
@@ -197,14 +199,14 @@ class GPT(nn.Module):
         if self.wpe is not None:
             if start_pos + T > self.config.block_size:
                 raise ValueError(f"sequence of {start_pos + T} tokens is longer than block_size {self.config.block_size}")
-            x = x + self.wpe(torch.arange(start_pos, start_pos + T, device=idx.device))
+            x = x + self.wpe.weight[start_pos : start_pos + T]  # a slice: cheaper than arange + lookup
         if self.config.musical:
             if steps is None:
                 raise ValueError("this model uses musical embeddings: pass the tokens' time steps")
             steps = steps.long()
             spb = self.config.steps_per_bar
             x = x + self.beat_emb(steps % spb) + self.bar_emb((steps // spb) % self.config.max_bars)
-        return self.drop(x)
+        return self.drop(x) if self.training and self.config.dropout > 0 else x
 
     def _rope(self, start_pos: int, T: int, device):
         if self.config.position != "rotary":
