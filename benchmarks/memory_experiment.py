@@ -35,22 +35,21 @@ from midigen.data import PreparedCorpus  # noqa: E402
 from midigen.evaluate import likelihood  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
 
-VARIANTS = {
-    "gpt": dict(),  # learned absolute positions, no memory
-    "xl": dict(),
-    "knn": dict(),
-    "xl+knn": dict(),
-}
+# "gpt": the plain GPT (learned absolute positions); "gpt-rotary": the same with rotary
+# positions, like the memory models, so position scheme and memory can be told apart.
 
 
 def run(variant, args, seed) -> dict:
     out = Path(args.out) / f"{variant}-seed{seed}"
     model_kw = dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width, dropout=0.0)
-    if variant != "gpt":
+    model = variant
+    if variant == "gpt-rotary":
+        model, model_kw["position"] = "gpt", "rotary"
+    if model != "gpt":
         model_kw.update(knn_capacity=args.knn_capacity, knn_topk=args.knn_topk)
         if "xl" in variant:
             model_kw["xl_memory"] = args.xl_memory
-    cfg = TrainConfig(data=args.data, out=str(out), model=variant, strategy="contiguous", batch_size=args.batch,
+    cfg = TrainConfig(data=args.data, out=str(out), model=model, strategy="contiguous", batch_size=args.batch,
                       seq_len=args.segment, max_steps=args.steps, lr=args.lr, min_lr=args.lr / 10,
                       warmup_steps=min(100, args.steps // 10), eval_interval=args.steps, eval_batches=None,
                       seed=seed, device="cpu", progress=not args.quiet)
@@ -72,7 +71,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/prepared/long")
     p.add_argument("--out", default="out/memory_experiment")
-    p.add_argument("--variants", default="gpt,xl,knn,xl+knn")
+    p.add_argument("--variants", default="gpt,gpt-rotary,xl,knn,xl+knn")
     p.add_argument("--seeds", default="0", help="comma-separated")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=8)
@@ -87,6 +86,7 @@ def main():
     p.add_argument("--split", default="valid")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--resume", action="store_true", help="keep the finished runs in OUT/results.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -96,17 +96,27 @@ def main():
     print(f"{args.data}: {args.split} split {len(valid)} pieces, {valid.n_tokens:,} tokens; piece length "
           f"median {int(np.median(lengths))}, {np.mean(lengths > args.segment + 1):.0%} longer than one segment")
     results = []
+    previous = Path(args.out) / "results.json"
+    if args.resume and previous.exists():  # keep finished runs of an earlier invocation
+        results = [r for r in json.loads(previous.read_text())["results"]]
     for seed in map(int, args.seeds.split(",")):
         for variant in args.variants.split(","):
+            if any(r["variant"] == variant and r["seed"] == seed for r in results):
+                continue
             r = run(variant, args, seed)
             results.append(r)
             print(json.dumps(r))
-            (Path(args.out) / "results.json").write_text(json.dumps({"args": vars(args), "corpus": manifest["splits"],
-                                                                     "results": results}, indent=1))
+            record = json.dumps({"args": vars(args), "corpus": manifest["splits"], "results": results}, indent=1)
+            (Path(args.out) / "results.json").write_text(record)
+            committed = Path(__file__).parent / "results" / "memory_experiment.json"  # small: kept with the repo
+            committed.parent.mkdir(exist_ok=True)
+            committed.write_text(record)
     print("\n| model | params | seeds | valid loss (all tokens) | first segment | beyond the first segment | train time |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for variant in args.variants.split(","):
         rs = [r for r in results if r["variant"] == variant]
+        if not rs:
+            continue
         f = lambda k: np.mean([r[k] for r in rs])  # noqa: E731
         sd = lambda k: np.std([r[k] for r in rs]) if len(rs) > 1 else 0.0  # noqa: E731
         print(f"| {variant} | {rs[0]['params'] / 1e6:.2f}M | {len(rs)} | {f('loss'):.4f} ± {sd('loss'):.4f} | "

@@ -188,15 +188,24 @@ class Score:
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
-def find_midi_files(paths) -> list[Path]:
-    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(q for q in p.rglob("*") if q.suffix.lower() in MIDI_SUFFIXES and q.is_file())
+def find_midi_files(paths, as_str: bool = False) -> list:
+    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively.
+
+    ``as_str=True`` returns plain strings (a fifth of the memory of `Path` objects: at Lakh
+    scale, 176k paths).
+    """
+    out = set()
+    for p in map(str, paths):
+        if os.path.isdir(p):
+            for root, _, names in os.walk(p):
+                for n in names:
+                    if n.lower().endswith(MIDI_SUFFIXES):
+                        f = os.path.join(root, n)
+                        if os.path.isfile(f):
+                            out.add(f)
         else:
-            out.append(p)  # a file named explicitly is checked whatever its suffix
-    return sorted(set(out))
+            out.add(os.path.normpath(p))  # a file named explicitly is checked whatever its suffix
+    return sorted(out) if as_str else [Path(f) for f in sorted(out)]
 
 
 

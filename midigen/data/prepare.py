@@ -286,11 +286,14 @@ def prepare(
     config_key = hashlib.blake2b(json.dumps(encoding.to_dict(), sort_keys=True).encode(), digest_size=6).hexdigest()
     cache = out / "cache" / config_key
 
-    files = [str(p) for p in find_midi_files(sources)]
+    files = find_midi_files(sources, as_str=True)
     if not files:
         raise FileNotFoundError("no .mid/.midi files under: " + ", ".join(map(str, sources)))
 
-    results: dict[str, tuple] = {}
+    # per file only its content hash (and the few failures): the parent's memory must stay
+    # small at Lakh scale; the tokens live in the cache
+    results: dict[str, str | None] = dict.fromkeys(files)  # sorted insertion order: deterministic output
+    errors: dict[str, str] = {}
     result = PrepareResult(out, {})
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
@@ -298,7 +301,9 @@ def prepare(
 
     def on_result(r):
         path, h, n_tok, n_notes, error, was_cached = r
-        results[path] = (h, n_tok, error)
+        results[path] = h
+        if error is not None:
+            errors[path] = error
         if was_cached:
             result.cached += 1
         else:
@@ -318,7 +323,7 @@ def prepare(
             result.worker_restarts = _run_pool(files, cache, vocab, n_workers, timeout, on_result)
     finally:
         bar.close()
-    result.manifest = _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab)
+    result.manifest = _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab)
     result.seconds = time.monotonic() - t0
     result.notes_per_second = state["notes"] / max(result.seconds, 1e-9)
     return result
@@ -346,17 +351,18 @@ def _write_split(out: Path, prefix: str, pieces, dtype, note_count) -> tuple[lis
     return renames, {"files": len(index), "tokens": int(offset), "notes": int(notes)}
 
 
-def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab=None) -> dict:
+def _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab=None) -> dict:
     """Write the split files and the manifest from the cache, streaming piece by piece."""
-    failures = [{"path": p, "error": results[p][2]} for p in files if results[p][2] is not None]
-    ok = [p for p in files if results[p][2] is None]
+    failures = [{"path": p, "error": errors[p]} for p in sorted(errors)]
+    ok = (p for p in files if p not in errors)
     first_of_hash: dict[str, str] = {}
     duplicate_files = []
     for p in ok:  # files are sorted: the first path of each content wins
-        kept = first_of_hash.setdefault(results[p][0], p)
+        kept = first_of_hash.setdefault(results[p], p)
         if kept != p:
             duplicate_files.append({"path": p, "same_as": kept})
     duplicates = len(duplicate_files)
+    n_ok = len(files) - len(errors)
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     for h, p in first_of_hash.items():
         by_split[split_of(h, seed, valid_fraction, test_fraction)].append((p, h))
@@ -370,7 +376,8 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
         pieces.sort()
         r, splits[split] = _write_split(out, split, ((a[0], a[1]) for a in map(load, (h for _, h in pieces))), dtype, note_count)
         pieces_tmp = out / f"{split}.pieces.json.tmp"
-        pieces_tmp.write_text(json.dumps([p for p, _ in pieces], indent=0))
+        with open(pieces_tmp, "w") as f:  # json.dump streams: no whole-file string in memory
+            json.dump([p for p, _ in pieces], f, indent=0)
         renames += r + [(pieces_tmp, f"{split}.pieces.json")]
     bpe_info = None
     if bpe_vocab:
@@ -404,13 +411,13 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
         "vocab": {"file": "vocab.json", "size": len(vocab)},
         "token_dtype": dtype.name,
         "split": {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed},
-        "files_ok": len(ok),
+        "files_ok": n_ok,
         "files_failed": len(failures),
         "failures": failures,
         "duplicates": duplicates,
         "duplicate_files": duplicate_files,
         "splits": splits,
-        "sources": {p: results[p][0] for p in files},
+        "sources": results,  # path -> content hash, in sorted order (the dict itself: no copy)
     }
     if bpe_info:
         manifest["bpe"] = bpe_info
@@ -419,5 +426,8 @@ def _assemble(out, files, results, cache, vocab, valid_fraction, test_fraction, 
             (out / name).unlink()
         else:
             os.replace(tmp, out / name)
-    _atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
+    tmp = out / f"manifest.json.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, out / "manifest.json")
     return manifest
