@@ -78,6 +78,10 @@ def main():
                      "gen_tokens_per_s": args.gen_tokens / gen_s, "gen_notes_per_s": notes / gen_s})
         print(json.dumps(rows[-1]))
     (work / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    committed = Path(__file__).parent / "results" / "bpe_quality.json"  # small: kept with the repo
+    committed.parent.mkdir(exist_ok=True)
+    committed.write_text(json.dumps({"command": "python benchmarks/bpe_quality.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), "rows": rows}, indent=1))
     print(f"\nSame model ({args.layers} layers, width {args.width}), same compute ({args.steps} steps x {args.batch} x "
           f"{args.seq_len} tokens), seed {args.seed}:\n")
     print("| tokenizer | vocab | params | train tokens | valid loss / token | nats / base token | bits / note | generation notes/s |")

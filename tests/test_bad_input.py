@@ -131,3 +131,9 @@ def test_decode_strict_names_the_problem():
     assert back.pitch.tolist() == [3]
     with pytest.raises(DecodeError, match="outside the vocabulary"):
         decode([1, 5000, 2], v)
+
+
+def test_decoding_merges_repeated_notes_as_the_encoder_does():
+    v = Vocab(EncodingConfig.blog())
+    back = decode(v.to_ids("<sos> n60 d2 n60 d4 n60 d1 n64 d2 <sep> d4 <eos>"), v, strict=True)
+    assert sorted(zip(back.pitch.tolist(), ((back.end - back.start) * 4 // back.ticks_per_quarter).tolist())) == [(60, 4), (64, 2)]

@@ -73,7 +73,14 @@ class PositionScore:
         cfg = self.config
         spb = cfg.steps_per_beat
         tpq = ticks_per_quarter or (480 if 480 % spb == 0 else 120 * spb)
-        note = self.is_note
+        note = np.flatnonzero(self.is_note)
+        # a sampled sequence may repeat a note (same instrument, pitch and step): merge, as the
+        # encoder does, keeping the longest (a synthesizer would play every copy)
+        key = (self.step[note] * 129 + self.instrument[note]) * 128 + self.pitch[note]
+        order = np.lexsort((-self.value[note], key))
+        keep = np.ones(len(order), bool)
+        keep[1:] = key[order][1:] != key[order][:-1]
+        note = note[np.sort(order[keep])]
         inst = self.instrument[note]
         onset = self.step[note]
         start = onset * tpq // spb
