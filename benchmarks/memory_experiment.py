@@ -108,7 +108,8 @@ def main():
             print(json.dumps(r))
             record = json.dumps({"args": vars(args), "corpus": manifest["splits"], "results": results}, indent=1)
             (Path(args.out) / "results.json").write_text(record)
-            committed = Path(__file__).parent / "results" / "memory_experiment.json"  # small: kept with the repo
+            name = "memory_experiment.json" if args.segment == 128 else f"memory_experiment_seg{args.segment}.json"
+            committed = Path(__file__).parent / "results" / name  # small: kept with the repo
             committed.parent.mkdir(exist_ok=True)
             committed.write_text(record)
     print("\n| model | params | seeds | valid loss (all tokens) | first segment | beyond the first segment | train time |")
