@@ -42,3 +42,28 @@ def test_bundled_checkpoint_loads_and_generates():
     assert (BUNDLED / "model.safetensors").stat().st_size < 25 * 2**20
     (toks,) = generate(model, vocab, max_new_tokens=40, seed=0)
     vocab.decode(toks.ids, strict=True)
+
+
+@pytest.mark.skipif(not (BUNDLED / "model.safetensors").exists(), reason="no bundled checkpoint yet")
+def test_cli_evaluate_with_the_bundled_model(tmp_path, bach_files):
+    import subprocess
+    import sys
+
+    src = tmp_path / "bach"
+    src.mkdir()
+    for f in bach_files[:60]:
+        shutil.copy(f, src / f.name)
+    prep = tmp_path / "prep"
+    prepare([src], prep, workers=0, progress=False, valid_fraction=0.1, test_fraction=0.2)
+    out = tmp_path / "eval.json"
+    r = subprocess.run([sys.executable, "-m", "midigen", "evaluate", "--checkpoint", str(BUNDLED), "--data", str(prep),
+                        "--split", "test", "--samples", "2", "--max-tokens", "120", "--json", str(out), "-q"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "bits/note" in r.stdout and "scale_consistency" in r.stdout
+    result = json.loads(out.read_text())
+    assert 0 < result["likelihood"]["loss"] < 3  # the trained model, far below ln(365) = 5.9
+    assert set(result["statistics"]) >= {"pitch_range", "polyphony", "duration_hist", "ioi_hist"}
+    r = subprocess.run([sys.executable, "-m", "midigen", "evaluate", "--checkpoint", str(tmp_path / "nope"), "--data", str(prep)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 1 and "no such checkpoint" in r.stderr
