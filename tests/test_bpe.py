@@ -156,3 +156,25 @@ def test_prepare_trains_on_train_only_and_checkpoints_carry_it(tmp_path, bach_fi
     (tmp_path / "run" / "best" / "tokenizer.json").write_text((other / "tokenizer.json").read_text())
     with pytest.raises(CheckpointError, match="tokenizer.json"):
         load_model(tmp_path / "run" / "best")
+
+
+def test_sampled_merged_tokens_never_move_time_inside_themselves(bach_tokens):
+    from midigen.generate import generate
+    from midigen.model import GPT, GPTConfig
+
+    vocab, toks = bach_tokens
+    bpe = BPE.train(toks, vocab, 1000)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(bpe), block_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
+    for seed in range(32):
+        (t,) = generate(model, bpe, max_new_tokens=60, seed=seed, min_length=30)
+        base = bpe.to_base(t.ids)
+        # re-encode the decoded base sequence: every BPE token's base tokens share one step
+        steps = np.repeat(t.steps, bpe.lengths[t.ids])
+        from midigen.encoding.grammar import C_GAP_DUR, contexts
+
+        ctx = contexts(vocab.kind[base])
+        gap_at = np.flatnonzero(ctx == C_GAP_DUR)
+        ends = np.cumsum(bpe.lengths[t.ids]) - 1
+        assert np.isin(gap_at, ends).all(), seed  # a gap only ever closes a merged token
+        assert len(steps) == len(base)

@@ -159,6 +159,10 @@ class BPE:
             ok &= np.where(present[None, :], step_ok, True)
             new = NEXT_CONTEXT[ctx, k[None, :]]
             gap = (new == C_GAP_DUR) & present[None, :]
+            # time may only move on at the very end of a merged token (an action ends with its
+            # gap): a token like "d4+n67" right after a bare <sep> would read d4 as a gap and
+            # put n67 a step later than the token's own step
+            ok &= ~(gap & (j < self.lengths - 1)[None, :])
             advance += np.where(gap, values[np.maximum(pad[:, j], 0)][None, :], 0)
             ctx = np.where(present[None, :], new, ctx)
         k_all = np.where(pad >= 0, kinds[np.maximum(pad, 0)], -1)
