@@ -8,10 +8,16 @@ piece (where a memory can matter).
 
     .venv/bin/python benchmarks/memory_experiment.py --data data/prepared/long --steps 1500 --seeds 0
 
-Prepare the corpus first (long pieces: music21's whole corpus plus the shared piano pieces)::
+Prepare the corpus first (the chorales plus long pieces: music21's longer works, and the
+shared piano and band pieces)::
 
-    midigen export-corpus --composer all --out data/music21
-    midigen prepare data/music21 ../shared/corpus/one_track --out data/prepared/long
+    midigen export-corpus --composer beethoven,mozart,haydn,schumann_robert,schumann_clara,chopin,schubert,handel,corelli,cpebach,verdi,weber,joplin,beach --out data/music21
+    midigen prepare data/bach data/music21 ../shared/corpus/one_track ../shared/corpus/multitrack \
+        --out data/prepared/long --workers 0 --valid-fraction 0.08 --test-fraction 0.05
+
+(The results in RESULTS.md used the first 6 works that export finished: it is slow, music21
+parses large MusicXML scores for minutes each. ``--resume`` keeps finished runs of OUT: use a
+new ``--out`` when changing settings.)
 
 Writes ``--out`` (default out/memory_experiment): per run the run folder and a ``results.json``,
 and prints a Markdown table.

@@ -8,8 +8,9 @@ gives it a past, two ways, both carried from one segment to the next *per batch 
 ``M`` tokens of the same piece, detached from the graph (no gradient reaches past segments), and
 the current segment attends over memory + itself. Positions are rotary and *relative*: keys are
 kept un-rotated and rotated at attention time with positions ``-M .. T-1`` against queries at
-``0 .. T-1``, so distances stay right across the boundary (for a one-layer model, XL over two
-segments gives exactly the logits of a plain pass over both).
+``0 .. T-1``, so distances stay right across the boundary (with ``M`` >= the segment length, XL over two
+segments gives exactly the logits of a plain pass over both, at any depth; later segments
+differ, as each layer reaches only ``M`` further back).
 
 **kNN memory** (``knn_layers=(i, ...)``): in those layers every past segment's keys (L2-normalised,
 as in the Memorizing Transformers paper) and values go into a per-row memory of bounded
