@@ -302,9 +302,19 @@ def bench_generation(vocab: Vocab, new_tokens: int, gen_repeat: int, uncached_re
     def midigen_uncached(r: int) -> int:
         return len(uncached_generate(model, vocab, new_tokens, seed + r)) - 1
 
+    # `midigen generate --int8`: int8 dynamic quantisation of the Linear layers (CPU sampling)
+    from midigen.generate import quantize_for_cpu
+
+    q8 = quantize_for_cpu(model)
+
+    def midigen_int8(r: int) -> int:
+        out = generate(q8, vocab, num_samples=1, max_new_tokens=new_tokens, min_length=new_tokens + 1, seed=seed + r)
+        return len(out[0]) - 1
+
     # (name, params, run(seed) -> new tokens, cached?)
     runners = [("midigen generate (KV cache)", n_params(model), midigen_cached(), True),
                ("midigen generate, top_p=0.9", n_params(model), midigen_cached(top_p=0.9), True),
+               ("midigen generate --int8 (KV cache)", n_params(model), midigen_int8, True),
                ("midigen uncached (baseline)", n_params(model), midigen_uncached, False)]
     if x_transformers is not None:
         torch.manual_seed(seed)
