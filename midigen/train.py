@@ -25,12 +25,13 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from .config import JSONConfig
 from .checkpoint import CheckpointError, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
 from .model import MODELS, GPTConfig, MemoryConfig, build_model
@@ -41,7 +42,7 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JSONConfig):
     data: str = "data/prepared/bach"
     out: str = "runs/gpt"
     model: str = "gpt"  # gpt | xl | knn | xl+knn
@@ -68,16 +69,6 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

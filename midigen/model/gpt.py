@@ -18,15 +18,17 @@ makes generation cost O(1) forward work per new token instead of re-running the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import JSONConfig
+
 
 @dataclass
-class GPTConfig:
+class GPTConfig(JSONConfig):
     vocab_size: int = 365
     block_size: int = 256  # longest sequence the model attends over
     n_layer: int = 4
@@ -49,16 +51,6 @@ class GPTConfig:
         if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError("rotary positions need an even head size")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown GPT config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class KVCache:
