@@ -463,7 +463,7 @@ def check_reset_midigen(V: int, sos: int, seed: int) -> str:
         fresh, _ = model(x, s4, memory=model.new_memory(2))
     d0 = (carried[0] - fresh[0]).abs().max().item()
     d1 = (carried[1] - fresh[1]).abs().max().item()
-    return (f"`reset=[True, False]` at the new piece: row 0 = fresh memory (max |dlogit| {d0:.1e}); "
+    return (f"`reset=[True, False]` at the new piece: row 0 = fresh memory (max abs. logit difference {d0:.1e}); "
             f"row 1 keeps its past (differs by {d1:.2f}): cleared, per row")
 
 
@@ -515,7 +515,7 @@ def check_reset_xt(V: int, seed: int) -> str:
         fresh = model(b)
     d = (carried - fresh).abs().max().item()
     return (f"no reset input: piece B's first segment after piece A's mems differs from a fresh start by "
-            f"max |dlogit| {d:.2f} (A leaks into B unless the loader drops the mems or passes `mem_masks`; "
+            f"max abs. logit difference {d:.2f} (A leaks into B unless the loader drops the mems or passes `mem_masks`; "
             f"x_transformers.py:4692 concatenates whatever it is given)")
 
 
