@@ -11,7 +11,7 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
    *Steady state* is the encoding phase alone: files and notes per second between the 10th and
    the 90th percentile of the results the workers send back (every worker is up and busy; no
    start-up, no tail, no assembly). Phases are timed by wrapping
-   ``midigen.data.prepare._run_pool`` and ``_assemble`` in the measuring process (the package's
+   ``midigen.data.prepare._Pool.run`` and ``_assemble`` in the measuring process (the package's
    code is not changed). "parent CPU" is the CPU time of the process running ``prepare()``
    during the encoding phase, over its wall time: near 100% would mean the parent is the
    bottleneck.
@@ -33,11 +33,11 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
 4. **Lakh projection** -- the full Lakh MIDI Dataset (176,581 files, ~5% broken), assuming
    ``--lakh-notes-per-file`` notes per readable file (default 5000: the four Lakh files in
    ``../shared/corpus/multitrack`` hold 2.9k-6.8k, mean 4.7k; these synthetic files hold ~2.2k).
-   A worker's job on one file (``_encode_one``: read, hash, parse, encode, write the cache file)
+   A worker's job on one file (``_encode_one``: read, hash, parse, encode, append to the cache shard)
    is timed in this process on 400 synthetic files and fitted as ``a + b * notes``; the large
    run's wall time per second of that modelled work then scales to Lakh (main estimate), next to
    the two bounds "all cost per note" (measured notes/s) and "all cost per file" (files/s). Disk
-   size uses the measured bytes per token of the split files and of the per-file token cache
+   size uses the measured bytes per token of the split files and of the token cache (shards)
    (which ``prepare`` keeps for resuming), and tokens per note of the real Lakh files.
 
 Run from the repository root (2000 and 20000 files; 1.5-5 minutes on 2 shared cores once the
@@ -95,9 +95,9 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
     from midigen.data import prepare as P
 
     marks: dict = {}
-    orig_pool, orig_assemble = P._run_pool, P._assemble
+    orig_pool, orig_assemble = P._Pool.run, P._assemble
 
-    def run_pool(paths, cache, vocab, n_workers, timeout, on_result):
+    def run_pool(self, paths, timeout, on_result, on_failure):
         marks["pool_start"] = time.monotonic()
         cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         seen = {"n": 0, "notes": 0, "first": None, "rss_first": None, "last": None}
@@ -115,7 +115,7 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
             notes.append(r[3])
             on_result(r)
 
-        restarts = orig_pool(paths, cache, vocab, n_workers, timeout, wrapped)
+        restarts = orig_pool(self, paths, timeout, wrapped, on_failure)
         marks["pool_end"] = time.monotonic()
         marks["pool_parent_cpu"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
         marks["rss_end_of_encoding"] = _proc_status().get("VmRSS")
@@ -134,7 +134,7 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
         marks["assemble_s"] = time.monotonic() - t
         return m
 
-    P._run_pool, P._assemble = run_pool, assemble
+    P._Pool.run, P._assemble = run_pool, assemble
     t0 = time.monotonic()
     r = P.prepare(sources, out, workers=workers, progress=False)
     wall = time.monotonic() - t0
@@ -143,7 +143,7 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
     status = _proc_status()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({
-        "files": len(m["sources"]), "files_ok": m["files_ok"], "failed": m["files_failed"],
+        "files": m["files_ok"] + m["files_failed"], "files_ok": m["files_ok"], "failed": m["files_failed"],
         "encoded": r.encoded, "cached": r.cached, "restarts": r.worker_restarts,
         "seconds": r.seconds, "wall": wall, "notes_per_second": r.notes_per_second,
         "notes": marks["enc_notes"],
@@ -267,8 +267,8 @@ def disk_usage(path: Path, pattern: str) -> int:
 
 # ============================================================ real Lakh files vs synthetic
 def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 3) -> dict:
-    """Per-file cost of what a worker does (``_encode_one``: read, hash, parse, encode, write the
-    cache file), in this process, for synthetic files and the real Lakh files in ../shared.
+    """Per-file cost of what a worker does (``_encode_one``: read, hash, parse, encode, append to
+    its cache shard), in this process, for synthetic files and the real Lakh files in ../shared.
 
     Each file is timed ``repeat`` times, each time into a fresh cache (so nothing is a cache
     hit), keeping its best time. A least-squares fit ``seconds = a + b * notes`` over the
@@ -276,7 +276,7 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
     """
     import numpy as np
 
-    from midigen.data.prepare import _encode_one
+    from midigen.data.prepare import _encode_one, _ShardWriter
     from midigen.encoding import Vocab
 
     vocab = Vocab()
@@ -291,11 +291,13 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
         for rep in range(repeat):
             cache = workdir / f"calibration-cache-{rep}"
             shutil.rmtree(cache, ignore_errors=True)
+            writer, known = _ShardWriter(cache, vocab.dtype), np.zeros(0, "S32")
             for i, f in enumerate(paths):
                 t = time.perf_counter()
-                r = _encode_one(str(f), cache, vocab)
+                r = _encode_one(str(f), vocab, writer, known)
                 best[i] = min(best[i], time.perf_counter() - t)
                 tokens[i], notes[i] = r[2], r[3]
+            writer.close()
             shutil.rmtree(cache, ignore_errors=True)
         size = np.array([f.stat().st_size for f in paths], float)
         return {"files": len(paths), "seconds": best, "notes": notes, "tokens": tokens, "bytes": size}
@@ -549,7 +551,7 @@ def main(argv=None) -> int:
         ["whole output folder", f"{tokens * all_bytes / big['tokens'] / 1e9:.1f} GB", "split files + cache + index/manifest"],
     ]
     say(table(["", "projected", "from"], rows, md))
-    say("\nper-file cost of a worker's job (_encode_one: read, hash, parse, encode, write cache), one process, best of 3:\n")
+    say("\nper-file cost of a worker's job (_encode_one: read, hash, parse, encode, append to the cache shard), one process, best of 3:\n")
     rows = []
     for name in ("synthetic", "real"):
         if name not in cal:

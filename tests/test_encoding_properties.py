@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from midigen import EncodingConfig, PositionScore, Score, SparseScore, Vocab, decode, encode
 from midigen.check import decoded_notes, note_f1, reference_notes
 from midigen.encoding import encode_via_sparse
-from midigen.encoding.index import encode_position
+from midigen.encoding.index import encode_position, steps_of
 from midigen.encoding.quantise import ticks_to_steps
 from midigen.encoding.vocab import K_DUR, K_INSTR, K_NOTE, K_SEP, K_TEMPO
 
@@ -125,6 +125,9 @@ def test_tokens_follow_the_grammar_and_carry_time_steps(score, cfg):
     notes = kind == K_NOTE
     assert np.array_equal(steps[notes], np.cumsum(gap_at)[notes])
     assert steps[-1] == gap_at.sum()  # <eos> is the end of the piece
+    assert np.array_equal(steps_of(toks.ids, vocab), toks.steps)  # what prepare's cache relies on
+    two = np.concatenate([toks.ids, toks.ids])  # pieces back to back restart at their <sos>
+    assert np.array_equal(steps_of(two, vocab, [0, len(toks)]), np.concatenate([toks.steps, toks.steps]))
     if not cfg.instruments:
         assert not (kind == K_INSTR).any()
     if not cfg.tempo:

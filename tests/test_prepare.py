@@ -123,8 +123,8 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, bach_files):
     proc = subprocess.Popen(cmd + ["--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once some (not all) files are in the cache
-        cached = list((out / "cache").rglob("*.npy")) if (out / "cache").exists() else []
-        if len(cached) >= 100 or proc.poll() is not None:
+        journal = list((out / "cache").glob("*/journal.tsv")) if (out / "cache").exists() else []
+        if (journal and journal[0].read_bytes().count(b"\n") >= 100) or proc.poll() is not None:
             break
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
@@ -157,3 +157,25 @@ def test_cli_prepare_bach_and_shared_corpus(tmp_path, shared_corpus):
     assert set(failed) == {"empty.mid", "ValueError_Control168.mid"}
     assert "no notes" in failed["empty.mid"] and "corrupt" in failed["ValueError_Control168.mid"]
     assert "failures:" in r.stdout and "empty.mid: no notes" in r.stdout
+
+
+def test_a_damaged_cache_is_repaired_not_trusted(tmp_path, small_src):
+    """A torn journal line (kill -9 mid-append) is cut off; entries whose shard bytes are gone are
+    encoded again; the output stays byte-identical."""
+    out = tmp_path / "out"
+    prepare([small_src], out, workers=0, progress=False)
+    ref = outputs(out)
+    (cache,) = (out / "cache").iterdir()
+    journal = cache / "journal.tsv"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 40 and all(len(line.split(b"\t")) == 6 for line in lines)
+    (shard,) = (cache / "shards").iterdir()
+    os.truncate(shard, shard.stat().st_size // 2)  # the second half of the tokens is lost
+    with open(journal, "ab") as f:
+        f.write(lines[0][:20])  # a torn line
+    r = prepare([small_src], out, workers=2, progress=False)
+    assert 0 < r.encoded < 40 and r.encoded + r.cached == 40
+    assert outputs(out) == ref
+    assert journal.read_bytes().endswith(b"\n")
+    again = prepare([small_src], out, workers=1, progress=False)
+    assert again.encoded == 0 and outputs(out) == ref

@@ -26,6 +26,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding import EncodingConfig, Vocab, encode
-from ..encoding.vocab import K_NOTE
+from ..encoding.index import steps_of
 from ..errors import MidiError, VocabError
 from ..midi import Score, find_midi_files
 from .corpus import SPLITS
@@ -42,6 +43,7 @@ from .corpus import SPLITS
 MANIFEST_FORMAT = "midigen.corpus"
 MANIFEST_VERSION = 1
 STARTUP_LIMIT = 300.0  # seconds a worker may take to start (imports) before it is replaced
+CACHE_VERSION = 2  # the cache layout (shards + journal); older caches are ignored
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
 
 
@@ -50,7 +52,7 @@ class PrepareResult:
     """What a run did (the manifest says what the corpus *is*; this says how this run went)."""
 
     out: Path
-    manifest: dict
+    manifest: dict  # manifest.json without its per-file "sources" table (Lakh-sized: it stays on disk)
     encoded: int = 0  # files encoded in this run
     cached: int = 0  # files whose tokens were already in the cache
     seconds: float = 0.0
@@ -63,11 +65,6 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _cache_paths(cache: Path, h: str):
-    d = cache / h[:2]
-    return d / f"{h}.npy", d / f"{h}.err.json"
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -76,61 +73,177 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    os.replace(tmp, path)
+class _ShardWriter:
+    """A worker's append-only shard: the token ids of the files it encodes, back to back.
+
+    One file per worker process, created on first use, appended with one ``write`` per MIDI file:
+    a Lakh run makes a handful of cache files instead of 176k (which cost as much kernel time as
+    the encoding itself). Ids only (the vocabulary's dtype, 2 bytes per token): the time steps
+    follow from them (`steps_of`). A worker killed mid-write leaves a torn tail nobody points to.
+    """
+
+    def __init__(self, folder: Path, dtype):
+        self.folder, self.dtype = folder, np.dtype(dtype)
+        self.fd, self.name, self.size = None, None, 0
+
+    def append(self, ids) -> tuple[str, int]:
+        if self.fd is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.name = f"{os.getpid()}-{secrets.token_hex(4)}.bin"
+            self.fd = os.open(self.folder / self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        view = memoryview(np.ascontiguousarray(ids, self.dtype)).cast("B")
+        offset, self.size = self.size, self.size + len(view)
+        while view:  # (a regular file takes it in one write; loop for the rare partial write)
+            view = view[os.write(self.fd, view):]
+        return self.name, offset
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
-def _encode_one(path: str, cache: Path, vocab: Vocab):
-    """Worker body for one file: (path, hash, n_tokens, n_notes, error, was_cached)."""
+class _Journal:
+    """The cache's table of contents: one line per file ever encoded (by content hash).
+
+    ``hash  shard  offset  tokens  notes  error`` (tab-separated, error as JSON or empty). Only
+    the parent appends, in whole lines, and only after a worker reported the file done, so every
+    complete line points at bytes that are on disk; a torn last line (kill -9 mid-write) is cut
+    off when the journal is next opened. The first line of a hash wins.
+    """
+
+    def __init__(self, folder: Path, dtype):
+        self.folder, self.itemsize = folder, np.dtype(dtype).itemsize
+        self.path = folder / "journal.tsv"
+        self.shards: list[str] = []  # shard names; entries refer to them by position
+        self._shard_id: dict[str, int] = {}
+        self.errors: list[str] = []
+        self._lines: list[str] = []
+        self._flushed = time.monotonic()
+        self._load()
+
+    def shard_id(self, name: str) -> int:
+        if name not in self._shard_id:
+            self._shard_id[name] = len(self.shards)
+            self.shards.append(name)
+        return self._shard_id[name]
+
+    def _load(self) -> None:
+        """Read what earlier runs cached: sorted arrays, so a Lakh-sized journal stays small."""
+        hashes, rows = [], []
+        if self.path.exists():
+            data = self.path.read_bytes()
+            complete = data.rfind(b"\n") + 1
+            if complete < len(data):  # a torn last line: cut it so the next line starts clean
+                os.truncate(self.path, complete)
+            sizes = {}
+            seen = set()
+            for line in data[:complete].decode("utf-8", "replace").splitlines():
+                parts = line.split("\t")
+                if len(parts) != 6 or len(parts[0]) != 32 or parts[0] in seen:
+                    continue
+                h, shard, offset, n_tok, n_notes, error = parts
+                try:
+                    offset, n_tok, n_notes = int(offset), int(n_tok), int(n_notes)
+                    if error:
+                        self.errors.append(json.loads(error))
+                        row = (-1, 0, 0, 0, len(self.errors) - 1)
+                    else:
+                        if shard not in sizes:
+                            p = self.folder / "shards" / shard
+                            sizes[shard] = p.stat().st_size if p.is_file() else -1
+                        if offset + n_tok * self.itemsize > sizes[shard]:
+                            continue  # its shard is gone or short: encode that file again
+                        row = (self.shard_id(shard), offset, n_tok, n_notes, -1)
+                except ValueError:
+                    continue
+                seen.add(h)
+                hashes.append(h)
+                rows.append(row)
+        order = np.argsort(np.array(hashes, "S32"), kind="stable")
+        self.known = np.array(hashes, "S32")[order]
+        table = np.array(rows, np.int64).reshape(-1, 5)[order]
+        self.k_shard, self.k_offset, self.k_tokens, self.k_notes, self.k_error = table.T.copy()
+
+    def lookup(self, h: str):
+        """(shard id, offset, tokens, notes, error or None) of a cached hash, or None."""
+        i = int(np.searchsorted(self.known, h.encode()))
+        if i == len(self.known) or self.known[i] != h.encode():
+            return None
+        e = int(self.k_error[i])
+        return (int(self.k_shard[i]), int(self.k_offset[i]), int(self.k_tokens[i]), int(self.k_notes[i]),
+                self.errors[e] if e >= 0 else None)
+
+    def add(self, h: str, shard: str | None, offset: int, n_tok: int, n_notes: int, error: str | None) -> None:
+        err = json.dumps(error) if error is not None else ""
+        self._lines.append(f"{h}\t{shard or '-'}\t{offset}\t{n_tok}\t{n_notes}\t{err}\n")
+        if len(self._lines) >= 256 or time.monotonic() - self._flushed > 0.1:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the buffered lines with one write: lost on kill -9 at worst (re-encoded then)."""
+        if self._lines:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write("".join(self._lines).encode())
+            self._lines.clear()
+        self._flushed = time.monotonic()
+
+
+def _is_known(known: np.ndarray, h: str) -> bool:
+    i = int(np.searchsorted(known, h.encode()))
+    return i < len(known) and known[i] == h.encode()
+
+
+def _encode_one(path: str, vocab: Vocab, writer: _ShardWriter, known: np.ndarray):
+    """Worker body for one file: (path, hash, n_tokens, n_notes, error, was_cached, shard, offset).
+
+    A file whose content is already in the cache is only hashed; the parent has its entry.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return path, None, 0, 0, f"cannot read file: {exc.strerror or exc}", False
+        return path, None, 0, 0, f"cannot read file: {exc.strerror or exc}", False, None, 0
     h = content_hash(data)
-    npy, err = _cache_paths(cache, h)
-    if npy.exists():
-        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-        return path, h, arr.shape[1], int(np.count_nonzero(vocab.kind[arr[0]] == K_NOTE)), None, True
-    if err.exists():
-        return path, h, 0, 0, json.loads(err.read_text())["error"], True
+    if _is_known(known, h):
+        return path, h, 0, 0, None, True, None, 0
     try:
         toks = encode(Score.from_bytes(data, path=path), vocab)
     except MidiError as exc:
-        _atomic_write_bytes(err, json.dumps({"error": exc.reason}).encode())
-        return path, h, 0, 0, exc.reason, False
+        return path, h, 0, 0, exc.reason, False, None, 0
     except Exception as exc:  # a bug or something unforeseen: report, never stop the run
-        reason = f"{type(exc).__name__}: {exc}"
-        _atomic_write_bytes(err, json.dumps({"error": reason}).encode())
-        return path, h, 0, 0, reason, False
-    _save_npy_atomic(npy, np.stack([toks.ids.astype(np.int32), toks.steps]))
-    return path, h, len(toks), int(toks.stats["encoded_notes"]), None, False
+        return path, h, 0, 0, f"{type(exc).__name__}: {exc}", False, None, 0
+    shard, offset = writer.append(toks.ids)
+    return path, h, len(toks), int(toks.stats["encoded_notes"]), None, False, shard, offset
 
 
-def _worker_main(conn, cache: str, config: dict) -> None:
+def _worker_main(conn, shards: str, config: dict, known: bytes) -> None:
     """Worker process: receive lists of paths, send one result per file as soon as it is done."""
     vocab = Vocab(EncodingConfig.from_dict(config))
-    cache_dir = Path(cache)
+    writer = _ShardWriter(Path(shards), vocab.dtype)
+    known_hashes = np.frombuffer(known, "S32")
     try:
         conn.send("ready")  # imports done: from now on the parent's clock runs
         while True:
-            paths = conn.recv()
-            if paths is None:
+            msg = conn.recv()
+            if msg is None:
                 return
-            for p in paths:
-                conn.send(_encode_one(p, cache_dir, vocab))
+            if isinstance(msg, tuple):  # a part of the split files to write (after encoding)
+                conn.send(("written", _write_part(vocab, Path(shards), *msg)))
+                continue
+            for p in msg:
+                conn.send(_encode_one(p, vocab, writer, known_hashes))
     except (EOFError, KeyboardInterrupt):
         return
+    finally:
+        writer.close()
 
 
 # ------------------------------------------------------------------ the worker pool
 class _Worker:
-    def __init__(self, ctx, cache: Path, config: dict):
+    def __init__(self, ctx, args):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, str(cache), config), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, *args), daemon=True)
         self.proc.start()
         child.close()
         self.pending: list[str] = []  # files sent and not yet answered, in order
@@ -148,43 +261,43 @@ class _Worker:
         self.conn.close()
 
 
-def _run_pool(paths, cache: Path, vocab: Vocab, workers: int, timeout: float, on_result):
-    """Encode ``paths`` in ``workers`` processes; returns the number of workers restarted.
+class _Pool:
+    """Worker processes, started before the file scan so their imports overlap it."""
 
-    A file that takes longer than ``timeout`` seconds, or whose worker dies, is recorded as a
-    failure (and cached as one, so a rerun does not hit it again); the worker is replaced.
-    """
-    ctx = mp.get_context("spawn")
-    config = vocab.config.to_dict()
-    todo = list(reversed(paths))  # pop() from the end = in order
-    pool = [_Worker(ctx, cache, config) for _ in range(max(1, workers))]
-    restarts = 0
+    def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray):
+        self.ctx = mp.get_context("spawn")
+        self.args = (str(shards), vocab.config.to_dict(), known.tobytes())
+        self.workers = [_Worker(self.ctx, self.args) for _ in range(max(1, workers))]
+        self.restarts = 0
 
-    def feed(w: _Worker):
-        if todo and len(w.pending) < CHUNK:
-            chunk = [todo.pop() for _ in range(min(CHUNK, len(todo)))]
-            w.send(chunk)
+    def replace(self, i: int) -> None:
+        self.workers[i] = _Worker(self.ctx, self.args)
+        self.restarts += 1
 
-    def fail_current(w: _Worker, reason: str):
-        path = w.pending.pop(0)
-        h = None
-        if Path(path).is_file():  # (a FIFO or device would block us as it blocked the worker)
-            try:
-                h = content_hash(Path(path).read_bytes())
-                _atomic_write_bytes(_cache_paths(cache, h)[1], json.dumps({"error": reason}).encode())
-            except OSError:
-                pass
-        on_result((path, h, 0, 0, reason, False))
-        todo.extend(reversed(w.pending))  # the rest of its chunk goes back in the queue
-        w.pending.clear()
+    def run(self, paths, timeout: float, on_result, on_failure) -> int:
+        """Encode ``paths``; returns the number of workers restarted.
 
-    try:
+        A file that takes longer than ``timeout`` seconds, or whose worker dies, goes to
+        ``on_failure(path, reason)``; the worker is replaced and the rest of its chunk requeued.
+        """
+        pool = self.workers
+        todo = list(reversed(paths))  # pop() from the end = in order
+
+        def feed(w: _Worker):
+            if todo and len(w.pending) < CHUNK:
+                w.send([todo.pop() for _ in range(min(CHUNK, len(todo)))])
+
+        def fail_current(w: _Worker, reason: str):
+            on_failure(w.pending.pop(0), reason)
+            todo.extend(reversed(w.pending))  # the rest of its chunk goes back in the queue
+            w.pending.clear()
+
         for w in pool:
             feed(w)
         while any(w.pending for w in pool):
             ready = wait([w.conn for w in pool if w.pending], timeout=min(1.0, timeout))
             for conn in ready:
-                w = next(w for w in pool if w.conn is conn)
+                i, w = next((i, w) for i, w in enumerate(pool) if w.conn is conn)
                 try:
                     while w.pending and conn.poll():  # drain everything this worker has sent
                         result = conn.recv()
@@ -199,8 +312,7 @@ def _run_pool(paths, cache: Path, vocab: Vocab, workers: int, timeout: float, on
                     code = w.proc.exitcode
                     w.kill()
                     fail_current(w, f"worker process died while encoding (exit code {code})")
-                    pool[pool.index(w)] = _Worker(ctx, cache, config)
-                    restarts += 1
+                    self.replace(i)
                     continue
                 if len(w.pending) < CHUNK // 2:
                     feed(w)
@@ -210,29 +322,55 @@ def _run_pool(paths, cache: Path, vocab: Vocab, workers: int, timeout: float, on
                     w.kill()
                     todo.extend(reversed(w.pending))
                     w.pending.clear()
-                    pool[i] = _Worker(ctx, cache, config)
-                    restarts += 1
-                    if restarts > 10 * len(pool):
+                    self.replace(i)
+                    if self.restarts > 10 * len(pool):
                         raise RuntimeError("worker processes fail to start (see their output above)")
                 elif w.pending and w.ready and now - w.since > timeout:
                     w.kill()
                     fail_current(w, f"timed out after {timeout:g} s")
-                    pool[i] = _Worker(ctx, cache, config)
-                    restarts += 1
+                    self.replace(i)
             for w in pool:
                 if not w.pending:
                     feed(w)
-    finally:
-        for w in pool:
+        return self.restarts
+
+    def map_parts(self, parts) -> list:
+        """`_write_part` over ``parts`` in the workers (one part in flight per worker)."""
+        results = [None] * len(parts)
+        todo = list(reversed(range(len(parts))))
+        busy: dict = {}  # connection -> (worker, part index)
+        for w in self.workers:
+            if todo:
+                k = todo.pop()
+                w.conn.send(parts[k])
+                busy[w.conn] = (w, k)
+        while busy:
+            for conn in wait(list(busy)):
+                w, k = busy.pop(conn)
+                try:
+                    msg = conn.recv()
+                    while isinstance(msg, str):  # a late "ready" of a replaced worker
+                        msg = conn.recv()
+                except (EOFError, OSError):
+                    raise RuntimeError(f"a worker died while writing the split files (exit code "
+                                       f"{w.proc.exitcode}); run prepare again: the cache keeps every encoded file") from None
+                results[k] = msg[1]
+                if todo:
+                    k = todo.pop()
+                    conn.send(parts[k])
+                    busy[conn] = (w, k)
+        return results
+
+    def close(self) -> None:
+        for w in self.workers:
             try:
                 w.conn.send(None)
             except (OSError, BrokenPipeError):
                 pass
-        for w in pool:
+        for w in self.workers:
             w.proc.join(timeout=5)
             if w.proc.is_alive():
                 w.proc.kill()
-    return restarts
 
 
 # ------------------------------------------------------------------ splitting
@@ -284,125 +422,272 @@ def prepare(
     vocab.save(vocab_path)
     # The cache is keyed by encoding too, so corpora with other configs can share a folder tree.
     config_key = hashlib.blake2b(json.dumps(encoding.to_dict(), sort_keys=True).encode(), digest_size=6).hexdigest()
-    cache = out / "cache" / config_key
-
-    files = find_midi_files(sources, as_str=True)
-    if not files:
-        raise FileNotFoundError("no .mid/.midi files under: " + ", ".join(map(str, sources)))
-
-    # per file only its content hash (and the few failures): the parent's memory must stay
-    # small at Lakh scale; the tokens live in the cache
-    results: dict[str, str | None] = dict.fromkeys(files)  # sorted insertion order: deterministic output
-    errors: dict[str, str] = {}
-    result = PrepareResult(out, {})
+    cache = out / "cache" / f"v{CACHE_VERSION}-{config_key}"
+    journal = _Journal(cache, vocab.dtype)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
-    state = {"notes": 0, "failed": 0}
-
-    def on_result(r):
-        path, h, n_tok, n_notes, error, was_cached = r
-        results[path] = h
-        if error is not None:
-            errors[path] = error
-        if was_cached:
-            result.cached += 1
-        else:
-            result.encoded += 1
-        state["notes"] += n_notes
-        state["failed"] += error is not None
-        bar.update(1)
-        if bar.n % 64 == 0 or bar.n == len(files):
-            dt = max(time.monotonic() - t0, 1e-9)
-            bar.set_postfix(notes_per_s=f"{state['notes'] / dt:,.0f}", failed=state["failed"], refresh=False)
+    pool = _Pool(n_workers, cache / "shards", vocab, journal.known) if n_workers > 0 else None
 
     try:
-        if n_workers == 0:
-            for f in files:
-                on_result(_encode_one(f, cache, vocab))
-        else:
-            result.worker_restarts = _run_pool(files, cache, vocab, n_workers, timeout, on_result)
+        files = find_midi_files(sources, as_str=True)
+        if not files:
+            raise FileNotFoundError("no .mid/.midi files under: " + ", ".join(map(str, sources)))
+        # Per file a few numbers in arrays, not Python objects: the parent's memory must stay
+        # small at Lakh scale (the tokens themselves stay in the cache until the split files).
+        state = _FileTable(files)
+        errors = state.errors
+        result = PrepareResult(out, {})
+        bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
+        counts = {"notes": 0, "failed": 0}
+
+        def record(path, h, shard, offset, n_tok, n_notes, error, was_cached):
+            i = state.index[path]
+            if h is not None:
+                state.hashes[i] = h.encode()
+            if error is not None:
+                errors[i] = error
+            else:
+                state.shard[i], state.offset[i], state.tokens[i], state.notes[i] = shard, offset, n_tok, n_notes
+            result.cached += was_cached
+            result.encoded += not was_cached
+            counts["notes"] += n_notes
+            counts["failed"] += error is not None
+            bar.update(1)
+            if bar.n % 64 == 0 or bar.n == len(files):
+                dt = max(time.monotonic() - t0, 1e-9)
+                bar.set_postfix(notes_per_s=f"{counts['notes'] / dt:,.0f}", failed=counts["failed"], refresh=False)
+
+        def on_result(r):
+            path, h, n_tok, n_notes, error, was_cached, shard, offset = r
+            if was_cached:
+                shard_id, offset, n_tok, n_notes, error = journal.lookup(h)
+            else:
+                if h is not None:  # (None: unreadable, nothing to cache)
+                    journal.add(h, shard, offset, n_tok, n_notes, error)
+                shard_id = journal.shard_id(shard) if shard is not None else -1
+            record(path, h, shard_id, offset, n_tok, n_notes, error, was_cached)
+
+        def on_failure(path, reason):  # timed out or crashed its worker: cached as a failure
+            h = None
+            if Path(path).is_file():  # (a FIFO or device would block us as it blocked the worker)
+                try:
+                    h = content_hash(Path(path).read_bytes())
+                    journal.add(h, None, 0, 0, 0, reason)
+                except OSError:
+                    pass
+            record(path, h, -1, 0, 0, 0, reason, False)
+
+        try:
+            if pool is None:
+                writer = _ShardWriter(cache / "shards", vocab.dtype)
+                try:
+                    for f in files:
+                        on_result(_encode_one(f, vocab, writer, journal.known))
+                finally:
+                    writer.close()
+            else:
+                result.worker_restarts = pool.run(files, timeout, on_result, on_failure)
+        finally:
+            journal.flush()  # nothing encoded is lost, even on Ctrl-C
+            bar.close()
+        result.manifest = _assemble(out, state, journal, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab, pool)
     finally:
-        bar.close()
-    result.manifest = _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab)
+        if pool is not None:
+            pool.close()
     result.seconds = time.monotonic() - t0
-    result.notes_per_second = state["notes"] / max(result.seconds, 1e-9)
+    result.notes_per_second = counts["notes"] / max(result.seconds, 1e-9)
     return result
 
 
-def _write_split(out: Path, prefix: str, pieces, dtype, note_count) -> tuple[list, dict]:
+class _FileTable:
+    """What the parent knows of each source file, in arrays parallel to the sorted file list."""
+
+    def __init__(self, files: list[str]):
+        n = len(files)
+        self.files = files
+        self.index = {p: i for i, p in enumerate(files)}
+        self.hashes = np.zeros(n, "S32")  # content hash (hex); empty if the file was unreadable
+        self.shard = np.full(n, -1, np.int32)  # where its tokens are: shard id (-1: failed) ...
+        self.offset = np.zeros(n, np.int64)  # ... byte offset in the shard ...
+        self.tokens = np.zeros(n, np.int64)  # ... and number of tokens
+        self.notes = np.zeros(n, np.int64)  # notes encoded
+        self.errors: dict[int, str] = {}  # file index -> why it failed
+
+
+class _ShardReader:
+    def __init__(self, folder: Path, names: list[str], dtype):
+        self.folder, self.names, self.dtype = folder, names, np.dtype(dtype)
+        self.fds: dict[int, int] = {}
+
+    def read(self, shard: int, offset: int, n: int) -> np.ndarray:
+        if shard not in self.fds:
+            self.fds[shard] = os.open(self.folder / self.names[shard], os.O_RDONLY)
+        data = os.pread(self.fds[shard], n * self.dtype.itemsize, offset)
+        if len(data) != n * self.dtype.itemsize:
+            raise OSError(f"{self.folder / self.names[shard]}: cache shard is shorter than its journal says; "
+                          "delete the cache folder and run again")
+        return np.frombuffer(data, self.dtype)
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+
+
+PART_TOKENS = 1 << 22  # tokens per part of a split file written by one worker
+WRITE_TOKENS = 1 << 18  # tokens per write: few syscalls, small bounded memory
+
+
+def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start: int, pieces) -> int:
+    """Copy ``pieces`` ((shard, offset, n_tokens) each) from the cache into the split files.
+
+    They land back to back from token ``start`` of the (already sized) files ``tok_path`` and
+    ``step_path``; the steps are rebuilt from the ids. Returns the number of tokens written. Runs
+    in the workers, so writing a Lakh-sized split takes all cores, not one.
+    """
+    dtype = np.dtype(vocab.dtype)
+    fds: dict[str, int] = {}
+    ft, fs = os.open(tok_path, os.O_WRONLY), os.open(step_path, os.O_WRONLY)
+    try:
+        chunk, at = [], start
+
+        def flush():
+            nonlocal at
+            ids = np.concatenate(chunk)
+            steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
+            _pwrite_all(ft, ids, at * dtype.itemsize)
+            _pwrite_all(fs, steps, at * 4)
+            at += len(ids)
+            chunk.clear()
+
+        size = 0
+        for shard, offset, n in pieces:
+            if shard not in fds:
+                fds[shard] = os.open(shards / shard, os.O_RDONLY)
+            data = os.pread(fds[shard], n * dtype.itemsize, offset)
+            if len(data) != n * dtype.itemsize:
+                raise OSError(f"{shards / shard}: cache shard is shorter than its journal says; "
+                              "delete the cache folder and run again")
+            chunk.append(np.frombuffer(data, dtype))
+            size += n
+            if size >= WRITE_TOKENS:
+                flush()
+                size = 0
+        if chunk:
+            flush()
+    finally:
+        for fd in (ft, fs, *fds.values()):
+            os.close(fd)
+    return at - start
+
+
+def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    view = memoryview(np.ascontiguousarray(arr)).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _write_split(out: Path, prefix: str, pieces, dtype, notes_of) -> tuple[list, dict]:
     """Stream (ids, steps) pieces into ``prefix``.tokens.bin/.steps.bin/.index.npy (temp names).
 
-    Returns the (temp, final) renames to do and the split's sizes.
+    Returns the (temp, final) renames to do and the split's sizes. (The BPE files; the base
+    files are written in parts by the workers, `_write_part`.)
     """
     tok_tmp, step_tmp = out / f"{prefix}.tokens.bin.tmp", out / f"{prefix}.steps.bin.tmp"
-    index = []
-    offset = notes = 0
+    lengths = []
+    notes = 0
     with open(tok_tmp, "wb") as ft, open(step_tmp, "wb") as fs:
         for ids, steps in pieces:
             ft.write(np.asarray(ids).astype(dtype).tobytes())
             fs.write(np.asarray(steps).astype(np.int32).tobytes())
-            index.append((offset, len(ids)))
-            offset += len(ids)
-            notes += note_count(ids)
+            lengths.append(len(ids))
+            notes += int(notes_of[np.asarray(ids, np.int64)].sum())
+    lengths = np.array(lengths, np.int64)
     index_tmp = out / f"{prefix}.index.npy.tmp"
     with open(index_tmp, "wb") as f:
-        np.save(f, np.array(index, np.int64).reshape(-1, 2), allow_pickle=False)
+        np.save(f, np.stack([np.cumsum(lengths) - lengths, lengths], axis=1), allow_pickle=False)
     renames = [(tok_tmp, f"{prefix}.tokens.bin"), (step_tmp, f"{prefix}.steps.bin"), (index_tmp, f"{prefix}.index.npy")]
-    return renames, {"files": len(index), "tokens": int(offset), "notes": int(notes)}
+    return renames, {"files": len(lengths), "tokens": int(lengths.sum()), "notes": int(notes)}
 
 
-def _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab=None) -> dict:
+def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fraction, test_fraction, seed,
+              bpe_vocab=None, pool: _Pool | None = None) -> dict:
     """Write the split files and the manifest from the cache, streaming piece by piece."""
-    failures = [{"path": p, "error": errors[p]} for p in sorted(errors)]
-    ok = (p for p in files if p not in errors)
-    first_of_hash: dict[str, str] = {}
-    duplicate_files = []
-    for p in ok:  # files are sorted: the first path of each content wins
-        kept = first_of_hash.setdefault(results[p], p)
-        if kept != p:
-            duplicate_files.append({"path": p, "same_as": kept})
-    duplicates = len(duplicate_files)
-    n_ok = len(files) - len(errors)
+    files = state.files
+    failures = [{"path": files[i], "error": state.errors[i]} for i in sorted(state.errors)]
+    ok = np.flatnonzero(state.shard >= 0)
+    # exact duplicates: files are sorted, so the first path of each content wins
+    _, first, inverse = np.unique(state.hashes[ok], return_index=True, return_inverse=True)
+    kept = np.sort(ok[first])
+    same_as = ok[first[inverse.ravel()]]
+    duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok, same_as) if i != j]
     by_split: dict[str, list] = {s: [] for s in SPLITS}
-    for h, p in first_of_hash.items():
-        by_split[split_of(h, seed, valid_fraction, test_fraction)].append((p, h))
+    for i in kept:
+        by_split[split_of(state.hashes[i].decode(), seed, valid_fraction, test_fraction)].append(int(i))
 
     dtype = np.dtype(vocab.dtype)
-    notes_of = vocab.notes_per_token()
-    note_count = lambda ids: int(notes_of[np.asarray(ids, np.int64)].sum())  # noqa: E731
-    load = lambda h: np.load(_cache_paths(cache, h)[0], allow_pickle=False)  # noqa: E731
-    splits, renames = {}, []
-    for split, pieces in by_split.items():
-        pieces.sort()
-        r, splits[split] = _write_split(out, split, ((a[0], a[1]) for a in map(load, (h for _, h in pieces))), dtype, note_count)
-        pieces_tmp = out / f"{split}.pieces.json.tmp"
-        with open(pieces_tmp, "w") as f:  # json.dump streams: no whole-file string in memory
-            json.dump([p for p, _ in pieces], f, indent=0)
-        renames += r + [(pieces_tmp, f"{split}.pieces.json")]
-    bpe_info = None
-    if bpe_vocab:
-        from ..encoding.bpe import BPE
-        from ..encoding.index import Tokens
+    reader = _ShardReader(cache / "shards", journal.shards, dtype)
 
-        def split_pieces(split):
-            for _, h in by_split[split]:
-                a = load(h)
-                yield a[0], a[1]
+    def split_ids(split):
+        for i in by_split[split]:
+            yield reader.read(state.shard[i], state.offset[i], state.tokens[i])
 
-        bpe = BPE.train(split_pieces("train"), vocab, bpe_vocab)  # the train split only: no leak
-        tok_tmp = out / "tokenizer.json.tmp"
-        tok_tmp.write_text(json.dumps(bpe.to_dict()))
-        renames.append((tok_tmp, "tokenizer.json"))
-        bpe_notes = bpe.notes_per_token()
-        bpe_count = lambda ids: int(bpe_notes[np.asarray(ids, np.int64)].sum())  # noqa: E731
-        bpe_info = {"file": "tokenizer.json", "vocab_size": len(bpe), "token_dtype": np.dtype(bpe.dtype).name,
-                    "trained_on": "train", "splits": {}}
+    # The split files: the parent lays them out (sizes, offsets: known from the journal), the
+    # workers copy the pieces in, part by part.
+    splits, renames, parts = {}, [], []
+    for split in SPLITS:
+        idx = np.array(by_split[split], np.int64)
+        lengths = state.tokens[idx]
+        starts = np.cumsum(lengths) - lengths
+        tok_tmp, step_tmp = out / f"{split}.tokens.bin.tmp", out / f"{split}.steps.bin.tmp"
+        for path, size in ((tok_tmp, int(lengths.sum()) * dtype.itemsize), (step_tmp, int(lengths.sum()) * 4)):
+            with open(path, "wb") as f:
+                f.truncate(size)
+        index_tmp = out / f"{split}.index.npy.tmp"
+        with open(index_tmp, "wb") as f:
+            np.save(f, np.stack([starts, lengths], axis=1).reshape(-1, 2), allow_pickle=False)
+        cut = np.searchsorted(starts, np.arange(0, int(lengths.sum()), PART_TOKENS), side="left")
+        for a, b in zip(cut, np.append(cut[1:], len(idx))):
+            if b > a:
+                part = [(journal.shards[state.shard[i]], int(state.offset[i]), int(state.tokens[i])) for i in idx[a:b]]
+                parts.append((str(tok_tmp), str(step_tmp), int(starts[a]), part))
+        splits[split] = {"files": len(idx), "tokens": int(lengths.sum()), "notes": int(state.notes[idx].sum())}
+        renames += [(tok_tmp, f"{split}.tokens.bin"), (step_tmp, f"{split}.steps.bin"), (index_tmp, f"{split}.index.npy")]
+    if pool is not None:
+        written = pool.map_parts(parts)
+    else:
+        written = [_write_part(vocab, cache / "shards", *part) for part in parts]
+    assert sum(written) == sum(s["tokens"] for s in splits.values())
+
+    try:
         for split in SPLITS:
-            encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
-            r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype), bpe_count)
-            renames += r
-    elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
-        renames.append((None, "tokenizer.json"))
+            pieces_tmp = out / f"{split}.pieces.json.tmp"
+            with open(pieces_tmp, "w") as f:  # json.dump streams: no whole-file string in memory
+                json.dump([files[i] for i in by_split[split]], f, indent=0)
+            renames.append((pieces_tmp, f"{split}.pieces.json"))
+        bpe_info = None
+        if bpe_vocab:
+            from ..encoding.bpe import BPE
+            from ..encoding.index import Tokens
+
+            def split_pieces(split):
+                for ids in split_ids(split):
+                    yield ids, steps_of(ids, vocab)
+
+            bpe = BPE.train(split_pieces("train"), vocab, bpe_vocab)  # the train split only: no leak
+            tok_tmp = out / "tokenizer.json.tmp"
+            tok_tmp.write_text(json.dumps(bpe.to_dict()))
+            renames.append((tok_tmp, "tokenizer.json"))
+            bpe_info = {"file": "tokenizer.json", "vocab_size": len(bpe), "token_dtype": np.dtype(bpe.dtype).name,
+                        "trained_on": "train", "splits": {}}
+            for split in SPLITS:
+                encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
+                r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype),
+                                                            bpe.notes_per_token())
+                renames += r
+        elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
+            renames.append((None, "tokenizer.json"))
+    finally:
+        reader.close()
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -411,13 +696,12 @@ def _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fr
         "vocab": {"file": "vocab.json", "size": len(vocab)},
         "token_dtype": dtype.name,
         "split": {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed},
-        "files_ok": n_ok,
+        "files_ok": len(files) - len(failures),
         "files_failed": len(failures),
         "failures": failures,
-        "duplicates": duplicates,
+        "duplicates": len(duplicate_files),
         "duplicate_files": duplicate_files,
         "splits": splits,
-        "sources": results,  # path -> content hash, in sorted order (the dict itself: no copy)
     }
     if bpe_info:
         manifest["bpe"] = bpe_info
@@ -428,6 +712,13 @@ def _assemble(out, files, results, errors, cache, vocab, valid_fraction, test_fr
             os.replace(tmp, out / name)
     tmp = out / f"manifest.json.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1)
+        # "sources" (path -> content hash, sorted by path) is written line by line from the
+        # arrays: at Lakh scale a dict of 176k strings would be the parent's largest object.
+        head = json.dumps(manifest, indent=1)
+        f.write(head[:-2] + ',\n "sources": {')
+        for i, path in enumerate(files):
+            h = state.hashes[i].decode() or None
+            f.write(("," if i else "") + "\n  " + json.dumps(path) + ": " + json.dumps(h))
+        f.write("\n }\n}")
     os.replace(tmp, out / "manifest.json")
-    return manifest
+    return manifest  # (without "sources": read manifest.json for the per-file table)

@@ -14,7 +14,7 @@ import os
 from ..errors import MidiError
 from ..midi import Score, read_midi
 from .config import ENCODING_VERSION, EncodingConfig
-from .index import Tokens, decode_position, encode_notes, encode_position
+from .index import Tokens, decode_position, encode_notes, encode_position, steps_of
 from .position import GAP, TEMPO, PositionScore, sorted_notes
 from .quantise import QuantisedScore, quantise
 from .sparse import SparseScore

@@ -148,6 +148,44 @@ def encode_notes(onset, inst, pitch, dur, tempo_step, tempo_bin, length, stats, 
     return Tokens(ids.astype(vocab.dtype), tsteps.astype(np.int32), stats)
 
 
+def steps_of(ids, vocab: Vocab, starts=None) -> np.ndarray:
+    """The time step of every token (`Tokens.steps`), recomputed from the ids alone.
+
+    Time moves only after a gap (``<sep> dN``: the next token is N steps later), so a token's step
+    is the sum of the gaps before it; a gap's own tokens keep the step it leaves, also when a long
+    silence takes several ``<sep> dN`` in a row. ``ids`` may hold several pieces back to back;
+    ``starts`` (their start offsets, ``starts[0] == 0``) restarts the count at each one.
+
+    Vectorised, and lean because `midigen prepare` runs it over every token of a corpus (its
+    cache keeps ids only): each run of gaps adds its total at the token after the run, each piece
+    start takes back the previous piece's total, and one int32 cumsum does the rest.
+    """
+    ids = np.asarray(ids)
+    n = len(ids)
+    dur = np.flatnonzero(ids[:-1] == vocab.sep_id) + 1  # (no table lookup over all tokens: the
+    dur = dur[vocab.kind[ids[dur]] == K_DUR]  # slowest step) the duration token of each gap
+    amount = vocab.value[ids[dur]]
+    inc = np.zeros(n + 1, np.int32)
+    if len(dur):
+        new_run = np.empty(len(dur), bool)
+        new_run[0] = True
+        np.not_equal(np.diff(dur), 2, out=new_run[1:])  # gaps 2 tokens apart belong to one run
+        first = np.flatnonzero(new_run)
+        last = np.append(first[1:], len(dur)) - 1
+        total = np.add.reduceat(amount, first)
+        inc[dur[last] + 1] = total  # (the token after a run: the next note, or <eos>)
+    if starts is not None and len(starts) > 1:
+        starts = np.asarray(starts, np.int64)
+        if starts[0] != 0:
+            raise ValueError("starts must begin with 0 (the first piece starts the array)")
+        # each piece's total, taken back at the next piece's start
+        run_at = dur[last] + 1 if len(dur) else np.zeros(0, np.int64)
+        piece = np.searchsorted(starts, run_at, side="right") - 1
+        per_piece = np.bincount(piece, weights=total if len(dur) else None, minlength=len(starts))
+        inc[starts[1:]] -= per_piece[:-1].astype(np.int32)
+    return np.cumsum(inc[:n], dtype=np.int32)
+
+
 def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
     """Token ids back to a position score.
 
