@@ -179,3 +179,45 @@ def test_a_damaged_cache_is_repaired_not_trusted(tmp_path, small_src):
     assert journal.read_bytes().endswith(b"\n")
     again = prepare([small_src], out, workers=1, progress=False)
     assert again.encoded == 0 and outputs(out) == ref
+
+
+def _worker_waiting_on_fifo():
+    """Pid of a child process blocked opening a FIFO (Linux: /proc/<pid>/wchan), or None."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and (d / "wchan").read_text() == "wait_for_partner":
+                return int(d.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_a_worker_that_dies_is_replaced_and_its_file_reported(tmp_path, small_src):
+    import threading
+
+    fifo = tmp_path / "crash.mid"
+    os.mkfifo(fifo)
+    killed = []
+
+    def killer():  # a worker blocked on the FIFO dies as if the file had crashed it
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            pid = _worker_waiting_on_fifo()
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    r = prepare([small_src, fifo], tmp_path / "out", workers=2, timeout=120, progress=False)
+    t.join()
+    assert killed, "no worker was seen blocked on the FIFO"
+    m = r.manifest
+    assert m["files_ok"] == 40 and r.worker_restarts == 1
+    assert [f["path"] for f in m["failures"]] == [str(fifo)]
+    assert "worker process died" in m["failures"][0]["error"]

@@ -45,6 +45,8 @@ MANIFEST_VERSION = 1
 STARTUP_LIMIT = 300.0  # seconds a worker may take to start (imports) before it is replaced
 CACHE_VERSION = 2  # the cache layout (shards + journal); older caches are ignored
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+SEND_EVERY = 0.05  # seconds: a worker reports at least this often while it works through a list
 
 
 @dataclass
@@ -217,8 +219,14 @@ def _encode_one(path: str, vocab: Vocab, writer: _ShardWriter, known: np.ndarray
     return path, h, len(toks), int(toks.stats["encoded_notes"]), None, False, shard, offset
 
 
-def _worker_main(conn, shards: str, config: dict, known: bytes) -> None:
-    """Worker process: receive lists of paths, send one result per file as soon as it is done."""
+def _worker_main(conn, now, shards: str, config: dict, known: bytes) -> None:
+    """Worker process: receive lists of paths, send back lists of results.
+
+    Results go back in batches (at the end of each list, or every `SEND_EVERY` seconds), so the
+    parent wakes up a few dozen times a second rather than once per file: on a 2-core laptop its
+    per-message work would otherwise take CPU from the workers. ``now`` (shared memory) tells the
+    parent which file is being encoded and since when, so a stuck file is found without a message.
+    """
     vocab = Vocab(EncodingConfig.from_dict(config))
     writer = _ShardWriter(Path(shards), vocab.dtype)
     known_hashes = np.frombuffer(known, "S32")
@@ -231,8 +239,16 @@ def _worker_main(conn, shards: str, config: dict, known: bytes) -> None:
             if isinstance(msg, tuple):  # a part of the split files to write (after encoding)
                 conn.send(("written", _write_part(vocab, Path(shards), *msg)))
                 continue
-            for p in msg:
-                conn.send(_encode_one(p, vocab, writer, known_hashes))
+            done, sent = [], time.monotonic()
+            for i, p in msg:
+                now[0] += 1  # files started so far
+                now[1] = time.monotonic()
+                done.append((i, *_encode_one(p, vocab, writer, known_hashes)[1:]))
+                now[1] = 0.0  # idle
+                if time.monotonic() - sent > SEND_EVERY:
+                    conn.send(done)
+                    done, sent = [], time.monotonic()
+            conn.send(done)
     except (EOFError, KeyboardInterrupt):
         return
     finally:
@@ -243,17 +259,23 @@ def _worker_main(conn, shards: str, config: dict, known: bytes) -> None:
 class _Worker:
     def __init__(self, ctx, args):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, *args), daemon=True)
+        self.now = ctx.RawArray("d", 2)  # [files started, when the current one started (0: idle)]
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.now, *args), daemon=True)
         self.proc.start()
         child.close()
-        self.pending: list[str] = []  # files sent and not yet answered, in order
-        self.since = time.monotonic()  # when the current file started
+        self.pending: list[int] = []  # files sent and not yet answered, in order
+        self.answered = 0  # results received
+        self.since = time.monotonic()  # when it was started
         self.ready = False  # start-up (imports) is not counted against the per-file time limit
 
-    def send(self, paths):
-        self.pending.extend(paths)
-        self.since = time.monotonic()
-        self.conn.send(paths)
+    def send(self, message, files):
+        self.pending.extend(files)
+        self.conn.send(message)
+
+    def current(self) -> int:
+        """Position in ``pending`` of the file the worker is encoding (files before it are done,
+        their results not yet sent)."""
+        return min(max(int(self.now[0]) - self.answered - 1, 0), len(self.pending) - 1)
 
     def kill(self):
         self.proc.kill()
@@ -267,29 +289,53 @@ class _Pool:
     def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray):
         self.ctx = mp.get_context("spawn")
         self.args = (str(shards), vocab.config.to_dict(), known.tobytes())
-        self.workers = [_Worker(self.ctx, self.args) for _ in range(max(1, workers))]
+        self.workers = [self._start() for _ in range(max(1, workers))]
         self.restarts = 0
 
+    def _start(self) -> _Worker:
+        # One thread per worker: numpy's BLAS would otherwise start (and spin) a pool of threads
+        # in every worker, competing with the other workers for the cores.
+        saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+        os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+        try:
+            return _Worker(self.ctx, self.args)
+        finally:
+            for v, value in saved.items():
+                if value is None:
+                    os.environ.pop(v, None)
+                else:
+                    os.environ[v] = value
+
     def replace(self, i: int) -> None:
-        self.workers[i] = _Worker(self.ctx, self.args)
+        self.workers[i] = self._start()
         self.restarts += 1
 
     def run(self, paths, timeout: float, on_result, on_failure) -> int:
         """Encode ``paths``; returns the number of workers restarted.
 
-        A file that takes longer than ``timeout`` seconds, or whose worker dies, goes to
-        ``on_failure(path, reason)``; the worker is replaced and the rest of its chunk requeued.
+        Files travel as (index, path) and come back as ``on_result((index, hash, n_tokens,
+        n_notes, error, was_cached, shard, offset))``. A file that takes longer than ``timeout``
+        seconds, or whose worker dies, goes to ``on_failure(index, reason)``; the worker is
+        replaced, and the files it had finished but not reported yet and the rest of its lists
+        are queued again.
         """
         pool = self.workers
-        todo = list(reversed(paths))  # pop() from the end = in order
+        again: list[int] = []  # files to send again (a replaced worker's), before the rest
+        fresh = iter(range(len(paths)))  # (no list of 176k ints: the parent stays small)
+        left = [len(paths)]  # files neither sent nor requeued
 
         def feed(w: _Worker):
-            if todo and len(w.pending) < CHUNK:
-                w.send([todo.pop() for _ in range(min(CHUNK, len(todo)))])
+            while (again or left[0]) and len(w.pending) < 2 * CHUNK:  # two lists queued: never idle
+                chunk = [again.pop() for _ in range(min(CHUNK, len(again)))]
+                k = min(CHUNK - len(chunk), left[0])
+                chunk += [next(fresh) for _ in range(k)]
+                left[0] -= k
+                w.send([(i, paths[i]) for i in chunk], chunk)
 
         def fail_current(w: _Worker, reason: str):
-            on_failure(w.pending.pop(0), reason)
-            todo.extend(reversed(w.pending))  # the rest of its chunk goes back in the queue
+            k = w.current()
+            on_failure(w.pending[k], reason)
+            again.extend(reversed(w.pending[:k] + w.pending[k + 1 :]))
             w.pending.clear()
 
         for w in pool:
@@ -300,13 +346,14 @@ class _Pool:
                 i, w = next((i, w) for i, w in enumerate(pool) if w.conn is conn)
                 try:
                     while w.pending and conn.poll():  # drain everything this worker has sent
-                        result = conn.recv()
-                        if isinstance(result, str):  # "ready"
-                            w.ready, w.since = True, time.monotonic()
+                        results = conn.recv()
+                        if isinstance(results, str):  # "ready"
+                            w.ready = True
                             continue
-                        w.pending.pop(0)
-                        w.since = time.monotonic()
-                        on_result(result)
+                        del w.pending[: len(results)]
+                        w.answered += len(results)
+                        for r in results:
+                            on_result(r)
                 except (EOFError, OSError):
                     w.proc.join(timeout=1)
                     code = w.proc.exitcode
@@ -314,24 +361,22 @@ class _Pool:
                     fail_current(w, f"worker process died while encoding (exit code {code})")
                     self.replace(i)
                     continue
-                if len(w.pending) < CHUNK // 2:
-                    feed(w)
+                feed(w)
             now = time.monotonic()
             for i, w in enumerate(pool):
                 if not w.ready and now - w.since > STARTUP_LIMIT:  # a worker that never started
                     w.kill()
-                    todo.extend(reversed(w.pending))
+                    again.extend(reversed(w.pending))
                     w.pending.clear()
                     self.replace(i)
                     if self.restarts > 10 * len(pool):
                         raise RuntimeError("worker processes fail to start (see their output above)")
-                elif w.pending and w.ready and now - w.since > timeout:
+                elif w.pending and w.ready and w.now[1] and now - w.now[1] > timeout:
                     w.kill()
                     fail_current(w, f"timed out after {timeout:g} s")
                     self.replace(i)
             for w in pool:
-                if not w.pending:
-                    feed(w)
+                feed(w)
         return self.restarts
 
     def map_parts(self, parts) -> list:
@@ -439,8 +484,7 @@ def prepare(
         bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
         counts = {"notes": 0, "failed": 0}
 
-        def record(path, h, shard, offset, n_tok, n_notes, error, was_cached):
-            i = state.index[path]
+        def record(i, h, shard, offset, n_tok, n_notes, error, was_cached):
             if h is not None:
                 state.hashes[i] = h.encode()
             if error is not None:
@@ -457,31 +501,31 @@ def prepare(
                 bar.set_postfix(notes_per_s=f"{counts['notes'] / dt:,.0f}", failed=counts["failed"], refresh=False)
 
         def on_result(r):
-            path, h, n_tok, n_notes, error, was_cached, shard, offset = r
+            i, h, n_tok, n_notes, error, was_cached, shard, offset = r
             if was_cached:
                 shard_id, offset, n_tok, n_notes, error = journal.lookup(h)
             else:
                 if h is not None:  # (None: unreadable, nothing to cache)
                     journal.add(h, shard, offset, n_tok, n_notes, error)
                 shard_id = journal.shard_id(shard) if shard is not None else -1
-            record(path, h, shard_id, offset, n_tok, n_notes, error, was_cached)
+            record(i, h, shard_id, offset, n_tok, n_notes, error, was_cached)
 
-        def on_failure(path, reason):  # timed out or crashed its worker: cached as a failure
-            h = None
+        def on_failure(i, reason):  # timed out or crashed its worker: cached as a failure
+            path, h = files[i], None
             if Path(path).is_file():  # (a FIFO or device would block us as it blocked the worker)
                 try:
                     h = content_hash(Path(path).read_bytes())
                     journal.add(h, None, 0, 0, 0, reason)
                 except OSError:
                     pass
-            record(path, h, -1, 0, 0, 0, reason, False)
+            record(i, h, -1, 0, 0, 0, reason, False)
 
         try:
             if pool is None:
                 writer = _ShardWriter(cache / "shards", vocab.dtype)
                 try:
-                    for f in files:
-                        on_result(_encode_one(f, vocab, writer, journal.known))
+                    for i, f in enumerate(files):
+                        on_result((i, *_encode_one(f, vocab, writer, journal.known)[1:]))
                 finally:
                     writer.close()
             else:
@@ -504,7 +548,6 @@ class _FileTable:
     def __init__(self, files: list[str]):
         n = len(files)
         self.files = files
-        self.index = {p: i for i, p in enumerate(files)}
         self.hashes = np.zeros(n, "S32")  # content hash (hex); empty if the file was unreadable
         self.shard = np.full(n, -1, np.int32)  # where its tokens are: shard id (-1: failed) ...
         self.offset = np.zeros(n, np.int64)  # ... byte offset in the shard ...
@@ -532,19 +575,21 @@ class _ShardReader:
             os.close(fd)
 
 
-PART_TOKENS = 1 << 22  # tokens per part of a split file written by one worker
+PART_TOKENS = 1 << 20  # tokens per part of a split file written by one worker (small: balanced)
 WRITE_TOKENS = 1 << 18  # tokens per write: few syscalls, small bounded memory
 
 
-def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start: int, pieces) -> int:
-    """Copy ``pieces`` ((shard, offset, n_tokens) each) from the cache into the split files.
+def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start: int, names, shard, offset,
+                n_tokens) -> int:
+    """Copy pieces from the cache into the split files: piece ``j`` is ``n_tokens[j]`` ids at byte
+    ``offset[j]`` of the shard file ``names[shard[j]]``.
 
     They land back to back from token ``start`` of the (already sized) files ``tok_path`` and
     ``step_path``; the steps are rebuilt from the ids. Returns the number of tokens written. Runs
     in the workers, so writing a Lakh-sized split takes all cores, not one.
     """
     dtype = np.dtype(vocab.dtype)
-    fds: dict[str, int] = {}
+    fds: dict[int, int] = {}
     ft, fs = os.open(tok_path, os.O_WRONLY), os.open(step_path, os.O_WRONLY)
     try:
         chunk, at = [], start
@@ -559,12 +604,12 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start
             chunk.clear()
 
         size = 0
-        for shard, offset, n in pieces:
-            if shard not in fds:
-                fds[shard] = os.open(shards / shard, os.O_RDONLY)
-            data = os.pread(fds[shard], n * dtype.itemsize, offset)
+        for sh, off, n in zip(shard.tolist(), offset.tolist(), n_tokens.tolist()):
+            if sh not in fds:
+                fds[sh] = os.open(shards / names[sh], os.O_RDONLY)
+            data = os.pread(fds[sh], n * dtype.itemsize, off)
             if len(data) != n * dtype.itemsize:
-                raise OSError(f"{shards / shard}: cache shard is shorter than its journal says; "
+                raise OSError(f"{shards / names[sh]}: cache shard is shorter than its journal says; "
                               "delete the cache folder and run again")
             chunk.append(np.frombuffer(data, dtype))
             size += n
@@ -620,9 +665,9 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
     kept = np.sort(ok[first])
     same_as = ok[first[inverse.ravel()]]
     duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok, same_as) if i != j]
-    by_split: dict[str, list] = {s: [] for s in SPLITS}
-    for i in kept:
-        by_split[split_of(state.hashes[i].decode(), seed, valid_fraction, test_fraction)].append(int(i))
+    where = np.array([SPLITS.index(split_of(h.decode(), seed, valid_fraction, test_fraction)) for h in state.hashes[kept]],
+                     np.int8).reshape(-1)
+    by_split = {s: kept[where == k] for k, s in enumerate(SPLITS)}  # file indices, in path order
 
     dtype = np.dtype(vocab.dtype)
     reader = _ShardReader(cache / "shards", journal.shards, dtype)
@@ -648,8 +693,9 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
         cut = np.searchsorted(starts, np.arange(0, int(lengths.sum()), PART_TOKENS), side="left")
         for a, b in zip(cut, np.append(cut[1:], len(idx))):
             if b > a:
-                part = [(journal.shards[state.shard[i]], int(state.offset[i]), int(state.tokens[i])) for i in idx[a:b]]
-                parts.append((str(tok_tmp), str(step_tmp), int(starts[a]), part))
+                part = idx[a:b]
+                parts.append((str(tok_tmp), str(step_tmp), int(starts[a]), journal.shards,
+                              state.shard[part], state.offset[part], state.tokens[part]))
         splits[split] = {"files": len(idx), "tokens": int(lengths.sum()), "notes": int(state.notes[idx].sum())}
         renames += [(tok_tmp, f"{split}.tokens.bin"), (step_tmp, f"{split}.steps.bin"), (index_tmp, f"{split}.index.npy")]
     if pool is not None:
