@@ -78,13 +78,13 @@ def test_knn_retrieval_is_the_true_top_k():
         mem.write(0, k, torch.randn(2, 2, 32, 16, generator=g), torch.ones(2, 32, dtype=torch.bool))
     q = torch.randn(2, 2, 7, 16, generator=g)
     scores, idx = attn.retrieve(q, mem.knn[0])
-    keys = mem.knn[0]["k"].numpy()  # (B, C, H, hs), normalised
+    keys = mem.knn[0]["k"].numpy()  # (B, H, C, hs), normalised
     valid = mem.knn[0]["valid"].numpy()
     qn = (q / q.norm(dim=-1, keepdim=True)).numpy()
     for b in range(2):
         for h in range(2):
             for t in range(7):
-                sims = np.array([qn[b, h, t] @ keys[b, c, h] if valid[b, c] else -1e4 for c in range(200)])
+                sims = np.array([qn[b, h, t] @ keys[b, h, c] if valid[b, c] else -1e4 for c in range(200)])
                 best = np.argsort(-sims)[:10]
                 assert set(best.tolist()) == set(idx[b, h, t].tolist())
                 assert np.allclose(np.sort(sims[best]), np.sort(scores[b, h, t].numpy()), atol=1e-5)
@@ -104,8 +104,8 @@ def test_full_memory_drops_the_oldest_and_odd_capacities_keep_the_right_entries(
     allk = torch.cat(written)  # (64, 8) in write order
     newest50 = F.normalize(allk[-50:], dim=-1)
     ring_order = (m["ptr"].item() + torch.arange(50)) % 50  # oldest .. newest
-    assert torch.allclose(m["k"][0, ring_order, 0], newest50, atol=1e-6)
-    assert torch.allclose(m["v"][0, ring_order, 0], allk[-50:])
+    assert torch.allclose(m["k"][0, 0, ring_order], newest50, atol=1e-6)
+    assert torch.allclose(m["v"][0, 0, ring_order], allk[-50:])
 
 
 def test_memory_stays_bounded_over_hundreds_of_segments():

@@ -69,7 +69,10 @@ class Memory:
     """The memories of a batch: per layer XL keys/values and kNN keys/values with validity.
 
     Shapes: XL ``k``/``v`` (B, H, M, hs) and ``valid`` (B, M), newest last; kNN ``k``/``v``
-    (B, C, H, hs), ``valid`` (B, C) and the ring buffer's write position ``ptr`` (B,).
+    (B, H, C, hs) (each head's memories contiguous: the search is one plain batched matmul),
+    ``valid`` (B, C) and the ring buffer's write position ``ptr`` (B,). ``scratch`` holds the kNN
+    layers' work buffers, reused from segment to segment (allocating ~70 MB afresh each time
+    costs more than the search's arithmetic on a CPU).
     """
 
     def __init__(self, config: MemoryConfig, batch_size: int, device=None, dtype=torch.float32):
@@ -85,8 +88,9 @@ class Memory:
             else:
                 self.xl.append(None)
         self.knn = {}
+        self.scratch: dict = {}
         for i in c.knn_layers:
-            z = torch.zeros(B, c.knn_capacity, H, hs, device=device, dtype=dtype)
+            z = torch.zeros(B, H, c.knn_capacity, hs, device=device, dtype=dtype)
             self.knn[i] = {"k": z, "v": z.clone(), "valid": torch.zeros(B, c.knn_capacity, dtype=torch.bool, device=device),
                            "ptr": torch.zeros(B, dtype=torch.long, device=device)}
 
@@ -113,14 +117,15 @@ class Memory:
             m["valid"] = torch.cat([m["valid"], valid], 1)[:, -M:]
         if layer in self.knn:
             m = self.knn[layer]
-            C = m["k"].shape[1]
+            C = m["k"].shape[2]
             T = k.shape[2]
             if T > C:  # only the newest C fit
                 k, v, valid, T = k[:, :, -C:], v[:, :, -C:], valid[:, -C:], C
             slots = (m["ptr"][:, None] + torch.arange(T, device=k.device)) % C  # (B, T) ring positions
             rows = torch.arange(k.shape[0], device=k.device)[:, None]
-            m["k"][rows, slots] = F.normalize(k, dim=-1).transpose(1, 2).to(m["k"].dtype)
-            m["v"][rows, slots] = v.transpose(1, 2).to(m["v"].dtype)
+            # through (B, C, H, hs) views: the written slots are (B, T), each a (H, hs) block
+            m["k"].transpose(1, 2)[rows, slots] = F.normalize(k, dim=-1).transpose(1, 2).to(m["k"].dtype)
+            m["v"].transpose(1, 2)[rows, slots] = v.transpose(1, 2).to(m["v"].dtype)
             m["valid"][rows, slots] = valid
             m["ptr"] = (m["ptr"] + T) % C
 
@@ -138,7 +143,17 @@ class Memory:
         for key, t in tensors.items():
             kind, i, name = key.split(".")
             store = self.xl[int(i)] if kind == "xl" else self.knn[int(i)]
+            if t.shape != store[name].shape:
+                raise ValueError(f"memory tensor {key}: shape {tuple(t.shape)} does not fit this model's "
+                                 f"{tuple(store[name].shape)} (saved by another version or config?)")
             store[name] = t.to(store[name].device)
+
+    def buffer(self, layer: int, name: str, shape, dtype, device) -> torch.Tensor:
+        """A work buffer of the kNN search, kept for the next segment."""
+        t = self.scratch.get((layer, name))
+        if t is None or t.shape != torch.Size(shape) or t.dtype != dtype or t.device != torch.device(device):
+            t = self.scratch[(layer, name)] = torch.empty(shape, dtype=dtype, device=device)
+        return t
 
 
 class MemoryAttention(nn.Module):
@@ -157,14 +172,49 @@ class MemoryAttention(nn.Module):
             hs = config.n_embd // config.n_head
             self.knn_log_scale = nn.Parameter(torch.full((config.n_head,), float(torch.log(torch.tensor(hs**0.5)))))
 
-    def retrieve(self, q: torch.Tensor, mem: dict):
-        """Top-k memories of each query: (scores, indices), each (B, H, T, k), by cosine similarity."""
-        qn = F.normalize(q, dim=-1)
-        sim = torch.einsum("bhtd,bchd->bhtc", qn, mem["k"].to(q.dtype))
-        # empty slots: a finite floor (cosines lie in [-1, 1]) keeps softmax and its gradient finite
-        sim = sim.masked_fill(~mem["valid"][:, None, None, :], -1e4)
-        k = min(self.topk, sim.shape[-1])
-        return torch.topk(sim, k, dim=-1)
+    def search(self, q: torch.Tensor, mem: dict, memory: Memory | None = None) -> torch.Tensor:
+        """Indices (B, H, T, k) of each query's top-k memories by cosine similarity: exact search.
+
+        One batched matmul over all stored keys and a top-k, without autograd: no gradient needs
+        the scores of the keys *not* chosen, so neither the (B, H, T, C) similarities nor the
+        top-k are kept for the backward pass (`retrieve` recomputes the k chosen scores with
+        gradients). ``memory`` lends reusable work buffers.
+        """
+        B, H, T, hs = q.shape
+        C = mem["k"].shape[2]
+        k = min(self.topk, C)
+        buf = (lambda name, shape, dtype: memory.buffer(self.layer, name, shape, dtype, q.device)) if memory else (
+            lambda name, shape, dtype: torch.empty(shape, dtype=dtype, device=q.device))
+        with torch.no_grad():
+            qn = F.normalize(q, dim=-1).reshape(B * H, T, hs).to(mem["k"].dtype)
+            sim = torch.bmm(qn, mem["k"].view(B * H, C, hs).mT, out=buf("sim", (B * H, T, C), qn.dtype))
+            if not bool(mem["valid"].all()):  # empty slots: below every cosine (which lie in [-1, 1])
+                sim.view(B, H, T, C).masked_fill_(~mem["valid"][:, None, None, :], -1e4)
+            values = buf("top_values", (B * H, T, k), sim.dtype)
+            idx = buf("top_index", (B * H, T, k), torch.long)
+            torch.topk(sim, k, dim=-1, sorted=False, out=(values, idx))
+        return idx.view(B, H, T, k)
+
+    def gather(self, t: torch.Tensor, idx: torch.Tensor, memory: Memory | None = None, name: str = "k") -> torch.Tensor:
+        """Rows ``idx`` (B, H, T, k) of a memory tensor (B, H, C, hs): (B, H, T, k, hs).
+
+        A flat ``index_select`` into a reused buffer: several times faster on a CPU than advanced
+        indexing into a fresh tensor."""
+        B, H, C, hs = t.shape
+        flat = (idx + torch.arange(B * H, device=idx.device).view(B, H, 1, 1) * C).view(-1)
+        shape = (flat.numel(), hs)
+        out = memory.buffer(self.layer, "picked_" + name, shape, t.dtype, t.device) if memory else None
+        return torch.index_select(t.reshape(B * H * C, hs), 0, flat, out=out).view(*idx.shape, hs)
+
+    def retrieve(self, q: torch.Tensor, mem: dict, memory: Memory | None = None):
+        """Top-k memories of each query: (scores, indices), each (B, H, T, k), by cosine similarity.
+
+        The scores of the k found keys carry gradients to the queries."""
+        idx = self.search(q, mem, memory)
+        keys = self.gather(mem["k"], idx, memory, "k").to(q.dtype)
+        scores = torch.einsum("bhtd,bhtkd->bhtk", F.normalize(q, dim=-1), keys)
+        empty = ~torch.gather(mem["valid"][:, None, None, :].expand(*idx.shape[:3], -1), 3, idx)
+        return scores.masked_fill(empty, -1e4), idx
 
     def forward(self, x, rope_fn, memory: Memory | None, cache: KVCache | None):
         B, T, C = x.shape
@@ -192,22 +242,23 @@ class MemoryAttention(nn.Module):
         ck, sk = rope_fn(-M, M + S)
         qr, kr = _rope(q, cq, sq), _rope(k, ck, sk)
         # mask: memory slots where valid; the segment's keys causally
-        causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=p)
+        drop = self.dropout if self.training else 0.0
         if M:
+            causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=p)
             mask = torch.cat([xl["valid"][:, None, None, :].expand(B, 1, T, M), causal.expand(B, 1, T, S)], -1)
-            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask, dropout_p=drop)
         elif T == 1 and cache is not None:
             y = F.scaled_dot_product_attention(qr, kr, v)
+        elif p == 0 and S == T:  # a whole segment: is_causal lets the kernel skip the masked half
+            y = F.scaled_dot_product_attention(qr, kr, v, is_causal=True, dropout_p=drop)
         else:
-            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
+            causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=p)
+            y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=causal, dropout_p=drop)
         if self.knn and memory is not None:
             mem = memory.knn[self.layer]
-            scores, idx = self.retrieve(q, mem)  # (B, H, T, k)
+            scores, idx = self.retrieve(q, mem, memory)  # (B, H, T, k)
             w = torch.softmax(scores * self.knn_log_scale.exp()[None, :, None, None], dim=-1)
-            vals = mem["v"].to(q.dtype)  # (B, C, H, hs)
-            b_idx = torch.arange(B, device=x.device)[:, None, None, None]
-            h_idx = torch.arange(H, device=x.device)[None, :, None, None]
-            picked = vals[b_idx, idx, h_idx]  # (B, H, T, k, hs)
+            picked = self.gather(mem["v"], idx, memory, "v").to(q.dtype)  # (B, H, T, k, hs)
             y_mem = torch.einsum("bhtk,bhtkd->bhtd", w, picked)
             has = mem["valid"].any(1)[:, None, None, None]  # an empty memory adds nothing
             g = torch.sigmoid(self.gate)[None, :, None, None] * has
@@ -250,11 +301,14 @@ class MemoryGPT(GPT):
 
     def _rope_fn(self, device):
         inv = self.rope_inv_freq
+        made = {}  # every layer asks for the same angles: compute them once per forward pass
 
         def fn(start: int, n: int):
-            t = torch.arange(start, start + n, device=device, dtype=inv.dtype)
-            a = torch.outer(t, inv)
-            return a.cos(), a.sin()
+            if (start, n) not in made:
+                t = torch.arange(start, start + n, device=device, dtype=inv.dtype)
+                a = torch.outer(t, inv)
+                made[(start, n)] = a.cos(), a.sin()
+            return made[(start, n)]
 
         return fn
 
