@@ -409,7 +409,7 @@ def knn_store_midigen(capacity: int, seg: int, segments: int, d: int = 32, seed:
         with torch.no_grad():
             score, idx = attn.retrieve(keys[None, None, :hi], m)  # (1, 1, hi, 1)
         slot = idx[0, 0, :, 0]
-        _tally(out, m["v"][0, slot, 0, 0].long(), score[0, 0, :, 0] > 0.999, m["valid"][0, slot],
+        _tally(out, m["v"][0, 0, slot, 0].long(), score[0, 0, :, 0] > 0.999, m["valid"][0, slot],
                max(0, hi - capacity), hi)
         out["size"].append(int(m["valid"].sum()))
     return out

@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
         train_kw["compile"] = True
     if args.quiet:
         train_kw["progress"] = False
-    for name in ("n_layer", "n_head", "n_embd", "dropout", "position", "xl_memory", "knn_topk", "knn_capacity"):
+    for name in ("n_layer", "n_head", "n_embd", "dropout", "position", "xl_memory", "knn_topk", "knn_capacity", "knn_search"):
         v = getattr(args, name)
         if v is not None:
             model_kw[name] = v
@@ -279,6 +279,9 @@ def main(argv=None) -> int:
     p.add_argument("--knn-layers", help="knn: comma-separated layer indices (default: the last layer)")
     p.add_argument("--knn-capacity", type=int, help="knn: memories per row (default 2048)")
     p.add_argument("--knn-topk", type=int, help="knn: memories retrieved per query (default 32)")
+    p.add_argument("--knn-search", choices=["exact", "faiss"],
+                   help="knn: exact (default: batched matmul + top-k on the model's device) or faiss "
+                        "(CPU, bounded memory for very large --knn-capacity; pip install faiss-cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -160,3 +160,34 @@ def test_each_variant_trains_saves_loads_and_generates(kind, tmp_path, bach_file
     t2 = Trainer(cfg, dict(n_layer=2, n_head=2, n_embd=32, knn_capacity=128, knn_topk=8), resume=True)
     for key, v in t.memory.tensors().items():
         assert torch.equal(v, t2.memory.tensors()[key]), key
+
+
+def test_faiss_search_finds_what_exact_search_finds():
+    pytest.importorskip("faiss")
+    exact = model(knn_layers=(0,), knn_capacity=120, knn_topk=8)
+    fa = model(knn_layers=(0,), knn_capacity=120, knn_topk=8, knn_search="faiss")
+    fa.load_state_dict(exact.state_dict())
+    g = torch.Generator().manual_seed(3)
+    mem = exact.new_memory(3)
+    for s in range(3):  # 3 x 32 of 120 slots; padding leaves holes; row 2 is reset: empty
+        valid = torch.rand(3, 32, generator=g) > 0.2
+        mem.write(0, torch.randn(3, 2, 32, 16, generator=g), torch.randn(3, 2, 32, 16, generator=g), valid)
+    mem.reset(torch.tensor([False, False, True]))
+    q = torch.randn(3, 2, 5, 16, generator=g)
+    a_scores, a_idx = exact.blocks[0].attn.retrieve(q, mem.knn[0])
+    b_scores, b_idx = fa.blocks[0].attn.retrieve(q, mem.knn[0])
+    valid = mem.knn[0]["valid"]
+    for b in range(2):
+        for h in range(2):
+            for t in range(5):
+                assert set(a_idx[b, h, t].tolist()) == set(b_idx[b, h, t].tolist())
+                assert bool(valid[b, a_idx[b, h, t]].all())
+    assert torch.allclose(a_scores[:2].sort(-1).values, b_scores[:2].sort(-1).values, atol=1e-5)
+    assert bool((b_scores[2] == -1e4).all())  # an empty memory: every pick is masked
+    # whole models agree, segment after segment
+    idx, steps = data(B=2, T=48)
+    ma, mb = exact.new_memory(2), fa.new_memory(2)
+    for s in range(3):
+        la, _ = exact(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=ma)
+        lb, _ = fa(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=mb)
+        assert torch.allclose(la, lb, atol=1e-4)
