@@ -15,6 +15,7 @@ Models (``--models`` picks some):
 * ``midigen xl``            `MemoryGPT`, ``MemoryConfig(xl_memory=256)``.
 * ``midigen knn``           ``MemoryConfig(knn_layers=(3,), knn_capacity=2048, knn_topk=32)``.
 * ``midigen xl+knn``        both.
+* ``midigen knn faiss``     ``midigen knn`` with ``knn_search="faiss"`` (only when named in ``--models``).
 * ``x-transformers``        ``TransformerWrapper(num_tokens=V, max_seq_len=256,
   attn_layers=Decoder(dim=256, depth=4, heads=4, rel_pos_bias=True))``, no memory.
 * ``x-transformers xl``     the same with ``max_mem_len=256``, called with ``mems=`` and
@@ -75,6 +76,7 @@ import sys
 
 MODELS = ["midigen gpt", "midigen gpt rotary", "midigen xl", "midigen knn", "midigen xl+knn",
           "x-transformers", "x-transformers xl", "lucidrains", "lucidrains knn"]
+EXTRA_MODELS = ["midigen knn faiss"]  # on request (--models): knn_search="faiss"
 RSS_MODELS = ["midigen gpt", "midigen xl", "midigen knn", "midigen xl+knn", "x-transformers xl",
               "lucidrains knn"]
 REFERENCE = "midigen gpt"
@@ -96,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="timed segments per repeat (default 10)")
     parser.add_argument("--repeat", type=int, default=2, help="repeats, round-robin (default 2)")
     parser.add_argument("--rss-segments", type=int, default=50, help="segments of the RSS runs (default 50; 0: skip)")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS + EXTRA_MODELS))
     parser.add_argument("--no-checks", action="store_true", help="skip the correctness checks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
@@ -216,11 +218,13 @@ def make_case(name: str, args, V: int, ids, steps, n_segments: int) -> Case:
             if "xl" in name:
                 kw["xl_memory"] = args.xl_memory
             if "knn" in name:
-                kw.update(knn_layers=(DEPTH - 1,), knn_capacity=args.knn_capacity, knn_topk=args.knn_topk)
+                kw.update(knn_layers=(DEPTH - 1,), knn_capacity=args.knn_capacity, knn_topk=args.knn_topk,
+                          knn_search="faiss" if "faiss" in name else "exact")
             model = MemoryGPT(MemoryConfig(**kw, **common))
             memory = model.new_memory(B)
             desc = " + ".join(([f"XL {args.xl_memory} x {DEPTH} layers"] if "xl" in name else [])
-                              + ([f"kNN {args.knn_capacity} (layer 4), top-{args.knn_topk}"] if "knn" in name else []))
+                              + ([f"kNN {args.knn_capacity} (layer 4), top-{args.knn_topk}"
+                                  + (", faiss search" if "faiss" in name else "")] if "knn" in name else []))
         opt = model.optimizer(lr=3e-4, weight_decay=0.1)
 
         def step():
@@ -588,8 +592,8 @@ def main(args: argparse.Namespace) -> int:
     V = len(vocab)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:
-        if n not in MODELS:
-            raise SystemExit(f"unknown model {n!r}; choose from {MODELS}")
+        if n not in (MODELS + EXTRA_MODELS):
+            raise SystemExit(f"unknown model {n!r}; choose from {(MODELS + EXTRA_MODELS)}")
     skipped = {n: available(n) for n in names if available(n)}
     names = [n for n in names if n not in skipped]
     versions = [f"Python {platform.python_version()}", f"torch {torch.__version__}"]

@@ -476,18 +476,11 @@ def main(argv=None) -> int:
             f"{r['parent_cpu_in_pool']:.0%}",
             f"{r['before_pool_s']:.2f} + {r['startup_s']:.2f} + {r['encode_s']:.2f} + {r['assemble_s']:.2f}",
         ])
-    say(f"\nprepare memory, 2 workers (peak RSS = VmHWM, MiB; polled /proc and the child's own report, "
-        f"the larger of the two)\n")
+    say("\nprepare memory, 2 workers (peak RSS = VmHWM, MiB; polled /proc and the child's own report, "
+        "the larger of the two)\n")
     say(table(["files", "notes", "tokens", "s", "files/s", "notes/s", "steady notes/s", "parent peak", "vs small",
                "parent RSS growth while encoding", "max worker peak", "vs small", "parent CPU",
                "phases (s): find + start-up + encode + assemble"], rows, md))
-    if len(mem) > 1:
-        r = mem[1][1]
-        serial = r["seconds"] - r["encode_s"]
-        say(f"\nAt {r['files']:,} files (2 workers): {serial:.1f} s of {r['seconds']:.1f} s outside the encoding phase "
-            f"(find {r['before_pool_s']:.1f}, start-up {r['startup_s']:.1f}, assemble {r['assemble_s']:.1f}); even if the "
-            f"encoding phase scaled perfectly, 2 workers would be at most "
-            f"{(serial + 2 * r['encode_s']) / r['seconds']:.2f}x one worker end-to-end.")
     for name, r in mem:
         log(f"{name}: polled parent {mib(r['polled_parent_hwm'])} / self-reported {mib(r['self_hwm'] or 0)} MiB; "
             f"polled worker {mib(r['polled_worker_hwm'])} ({r['polled_workers']} workers seen) / "

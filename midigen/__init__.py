@@ -8,7 +8,7 @@ The pipeline, each step in the file named after it::
     encoding/index     PositionScore -> token ids through a Vocab (and back)
 """
 
-from . import check, playback
+from . import check, playback  # noqa: F401  (midigen.check, midigen.playback as attributes)
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokens, Vocab, decode, encode
 from .errors import DecodeError, MidiError, VocabError
 from .midi import Score, read_midi, write_midi

@@ -129,8 +129,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import torch
-
     from .checkpoint import CheckpointError, load_model
     from .generate import SamplingConfig, generate, prompt_from_midi
     from .midi import write_midi

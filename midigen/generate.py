@@ -21,7 +21,7 @@ import torch
 
 from .encoding import Tokens, encode
 from .encoding.grammar import C_SEP, C_START, contexts, token_tables
-from .encoding.vocab import K_DUR, K_EOS, K_INSTR
+from .encoding.vocab import K_DUR, K_INSTR
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from midigen import EncodingConfig, Vocab, encode
+from midigen import Vocab, encode
 from midigen.encoding.bpe import BPE, actions
 from midigen.encoding.grammar import Grammar
 from midigen.errors import VocabError

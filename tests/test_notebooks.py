@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom in quick mode (MIDIGEN_QUICK=1)."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -68,7 +68,6 @@ Batches are already collated: iterate directly, no ``DataLoader`` needed.
 from __future__ import annotations
 
 import heapq
-import math
 import warnings
 from dataclasses import dataclass
 

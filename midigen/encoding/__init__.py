@@ -23,7 +23,7 @@ from .vocab import SPECIALS, Vocab
 __all__ = [
     "ENCODING_VERSION", "EncodingConfig", "GAP", "PositionScore", "QuantisedScore", "SPECIALS",
     "SparseScore", "TEMPO", "Tokens", "Vocab", "decode", "decode_position", "encode", "encode_notes",
-    "encode_position", "encode_via_sparse", "quantise",
+    "encode_position", "encode_via_sparse", "quantise", "steps_of",
 ]
 
 

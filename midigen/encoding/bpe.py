@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VocabError
-from .grammar import ALLOWED_KINDS, C_GAP_DUR, N_KINDS, NEXT_CONTEXT
+from .grammar import ALLOWED_KINDS, C_GAP_DUR, NEXT_CONTEXT
 from .index import Tokens
-from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SOS, Vocab
+from .vocab import K_EOS, K_INSTR, K_NOTE, K_PAD, K_SOS, Vocab
 
 BPE_FORMAT = "midigen.bpe"
 BPE_VERSION = 1

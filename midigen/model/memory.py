@@ -210,7 +210,7 @@ class MemoryAttention(nn.Module):
         segment 256 and 4 heads, 64k memories per row would take 2 GB): faiss searches an
         inner-product index (``IndexFlatIP``) of each row's and head's valid memories block by
         block, in bounded memory. Same results as "exact" (it is exact search too), slower for
-        small memories: 2048 memories per row take ~1.1x the time of the exact path here.
+        small memories it costs about the same (2048 per row: 667 vs 660 ms per training segment).
         """
         try:
             import faiss
@@ -369,7 +369,6 @@ class MemoryGPT(GPT):
             memory.reset(reset)
         if write is None:
             write = cache is None
-        start = cache.pos if cache is not None else 0
         # absolute positions are not used (rotary); musical embeddings come from the steps
         x = self.embed(idx, steps, 0)
         rope_fn = self._rope_fn(idx.device)
