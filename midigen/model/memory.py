@@ -209,8 +209,8 @@ class MemoryAttention(nn.Module):
         For memories too large for the exact path's (B, H, T, C) similarity matrix (at batch 8,
         segment 256 and 4 heads, 64k memories per row would take 2 GB): faiss searches an
         inner-product index (``IndexFlatIP``) of each row's and head's valid memories block by
-        block, in bounded memory. Same results as "exact" (it is exact search too), slower for
-        small memories it costs about the same (2048 per row: 667 vs 660 ms per training segment).
+        block, in bounded memory. Same results as "exact" (it is exact search too); for small
+        memories it costs about the same (2048 per row: 667 vs 660 ms per training segment).
         """
         try:
             import faiss
