@@ -197,12 +197,17 @@ def find_midi_files(paths, as_str: bool = False) -> list:
     out = set()
     for p in map(str, paths):
         if os.path.isdir(p):
-            for root, _, names in os.walk(p):
-                for n in names:
-                    if n.lower().endswith(MIDI_SUFFIXES):
-                        f = os.path.join(root, n)
-                        if os.path.isfile(f):
-                            out.add(f)
+            todo = [p]
+            while todo:  # os.scandir: file types come with the listing, no stat() per file
+                try:
+                    with os.scandir(todo.pop()) as entries:
+                        for e in entries:
+                            if e.is_dir(follow_symlinks=False):  # (as os.walk: no symlink loops)
+                                todo.append(e.path)
+                            elif e.name.lower().endswith(MIDI_SUFFIXES) and e.is_file():
+                                out.add(e.path)
+                except OSError:  # an unreadable folder is skipped, as os.walk does
+                    continue
         else:
             out.add(os.path.normpath(p))  # a file named explicitly is checked whatever its suffix
     return sorted(out) if as_str else [Path(f) for f in sorted(out)]
