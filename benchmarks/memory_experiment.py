@@ -20,7 +20,8 @@ parses large MusicXML scores for minutes each. ``--resume`` keeps finished runs 
 new ``--out`` when changing settings.)
 
 Writes ``--out`` (default out/memory_experiment): per run the run folder and a ``results.json``,
-and prints a Markdown table.
+a copy of it as ``benchmarks/results/<name of --out>.json`` (small, committed), and prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def main():
             print(json.dumps(r))
             record = json.dumps({"args": vars(args), "corpus": manifest["splits"], "results": results}, indent=1)
             (Path(args.out) / "results.json").write_text(record)
-            name = "memory_experiment.json" if args.segment == 128 else f"memory_experiment_seg{args.segment}.json"
+            name = f"{Path(args.out).name}.json"  # out/memory_experiment -> memory_experiment.json
             committed = Path(__file__).parent / "results" / name  # small: kept with the repo
             committed.parent.mkdir(exist_ok=True)
             committed.write_text(record)
