@@ -221,3 +221,32 @@ def test_a_worker_that_dies_is_replaced_and_its_file_reported(tmp_path, small_sr
     assert m["files_ok"] == 40 and r.worker_restarts == 1
     assert [f["path"] for f in m["failures"]] == [str(fifo)]
     assert "worker process died" in m["failures"][0]["error"]
+
+
+def test_worker_protocol_never_sends_an_empty_batch(tmp_path, bach_files, monkeypatch):
+    """Results go back in batches; a batch flushed on time right at the end of a list must not
+    be followed by an empty one (the parent may already be waiting for something else)."""
+    import threading
+    from multiprocessing import Pipe, RawArray
+
+    from midigen.data import prepare as P
+    from midigen.encoding import EncodingConfig
+
+    monkeypatch.setattr(P, "SEND_EVERY", -1.0)  # flush after every file
+    parent, child = Pipe()
+    now = RawArray("d", 2)
+    t = threading.Thread(target=P._worker_main, args=(child, now, str(tmp_path / "shards"),
+                                                      EncodingConfig().to_dict(), b""))
+    t.start()
+    files = [(i, str(f)) for i, f in enumerate(bach_files[:3])]
+    parent.send(files)
+    parent.send(None)
+    t.join(timeout=60)
+    messages = []
+    while parent.poll():
+        messages.append(parent.recv())
+    assert messages[0] == "ready"
+    batches = messages[1:]
+    assert [len(b) for b in batches] == [1, 1, 1]
+    assert [b[0][0] for b in batches] == [0, 1, 2] and all(b[0][4] is None for b in batches)
+    assert int(now[0]) == 3 and now[1] == 0.0  # three files started; idle now

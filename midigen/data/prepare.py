@@ -254,7 +254,8 @@ def _worker_main(conn, now, shards: str, config: dict, known: bytes) -> None:
                 if time.monotonic() - sent > SEND_EVERY:
                     conn.send(done)
                     done, sent = [], time.monotonic()
-            conn.send(done)
+            if done:  # (never an empty message: the parent may have stopped listening for results)
+                conn.send(done)
     except (EOFError, KeyboardInterrupt):
         return
     finally:
@@ -400,7 +401,7 @@ class _Pool:
                 w, k = busy.pop(conn)
                 try:
                     msg = conn.recv()
-                    while isinstance(msg, str):  # a late "ready" of a replaced worker
+                    while not (isinstance(msg, tuple) and msg[0] == "written"):  # a late "ready"
                         msg = conn.recv()
                 except (EOFError, OSError):
                     raise RuntimeError(f"a worker died while writing the split files (exit code "
