@@ -490,6 +490,7 @@ def main(argv=None) -> int:
     # ---- 3. batching on the large corpus
     big = mem[-1][1]
     out_big = workdir / (f"out-{args.files_large}-w2" if large is not None else f"out-{args.files_small}-w2")
+    bench = None
     if large is not None:
         bench = bench_batching(out_big, args.batches, args.batch_size, args.seq_len, args.train_tokens_per_s)
         if bench:
@@ -559,6 +560,26 @@ def main(argv=None) -> int:
                      f"{c['seconds'].mean() * 1e3:.2f}", f"{cost(c['notes']).mean() * 1e3:.2f}",
                      f"{c['notes'].sum() / c['seconds'].sum():,.0f}"])
     say(table(["files", "n", "KiB/file", "notes/file", "tokens/note", "ms/file", "ms/file (fit)", "notes/s"], rows, md))
+
+    # ---- the targets, judged on this run
+    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    say("\n**Targets**\n")
+    for label, rs in (("2k", runs), ("20k", runs_large)):
+        if not rs:
+            continue
+        n = args.files_small if label == "2k" else args.files_large
+        e2e = min(r["seconds"] for r in rs[1]) / min(r["seconds"] for r in rs[2])
+        steady = max(r["steady_files_per_s"] for r in rs[2]) / max(r["steady_files_per_s"] for r in rs[1])
+        say(f"- 2 workers >= 1.8x one worker, {n:,} files: {e2e:.2f}x end to end ({verdict(e2e >= 1.8)}), "
+            f"{steady:.2f}x steady ({verdict(steady >= 1.8)})")
+    if len(mem) > 1:
+        ratio = mem[1][1]["peak_parent"] / mem[0][1]["peak_parent"]
+        wratio = mem[1][1]["peak_worker"] / mem[0][1]["peak_worker"]
+        say(f"- peak RSS at {args.files_large:,} files within 1.2x of {args.files_small:,}: parent {ratio:.2f}x, "
+            f"workers {wratio:.2f}x ({verdict(ratio <= 1.2 and wratio <= 1.2)})")
+    if large is not None and bench:
+        low = min(b["x_training"] for b in bench if b["location"] == "disk")
+        say(f"- batch throughput of every strategy from memmap >= 100x training: lowest {low:,.0f}x ({verdict(low >= 100)})")
     return 0
 
 
