@@ -16,12 +16,13 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
    during the encoding phase, over its wall time: near 100% would mean the parent is the
    bottleneck.
 2. **Peak memory** (2 workers) at ``--files-small`` and ``--files-large`` files: every run of
-   ``prepare()`` happens in a child process; this script polls ``/proc/<pid>/status`` (VmHWM,
-   VmRSS) of that process and of its descendants (found by scanning ``/proc/*/stat`` for the
-   parent pid) and reports the parent and the largest worker separately (the multiprocessing
-   resource tracker is left out). The child also reports its own VmHWM at exit and
-   ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (the largest worker) as a cross-check. "parent RSS
-   growth" is the parent's VmRSS at the end of encoding minus at its first result.
+   ``prepare()`` happens in a child process, which reports its own VmHWM at exit and
+   ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (the largest worker; the multiprocessing resource
+   tracker is far smaller). ``--poll-memory SECONDS`` also polls ``/proc/<pid>/status`` of that
+   process and its descendants from this script as a cross-check; it is off by default because
+   on a 2-core machine the polling takes CPU from the 2-worker runs (it cost them a few percent
+   in earlier runs). "parent RSS growth" is the parent's VmRSS at the end of encoding minus at
+   its first result.
 3. **Batch throughput** (if ``midigen.data.batching`` is importable) -- each strategy
    (``random_windows``, ``per_song``, ``contiguous``) on the train split of the large prepared
    corpus, read from the memmap (``location="disk"``, page cache warm) and from RAM: batches/s
@@ -193,8 +194,13 @@ def _role(pid: int) -> str:
     return "worker" if b"spawn_main" in cmd else "other"
 
 
-def run_prepare(sources, out: Path, workers: int, poll: float = 0.1, scan_every: float = 0.5) -> dict:
-    """Run prepare() in a child process into a fresh ``out``; poll its memory (and its workers')."""
+def run_prepare(sources, out: Path, workers: int, poll: float | None = None, scan_every: float = 0.5) -> dict:
+    """Run prepare() in a child process into a fresh ``out``.
+
+    Memory comes from the child's own report (its VmHWM; ``getrusage(RUSAGE_CHILDREN)`` for the
+    largest worker). ``poll`` (seconds) also polls /proc from here, as a cross-check: off by
+    default, because on a 2-core machine the polling takes CPU from the second worker.
+    """
     if out.exists():
         shutil.rmtree(out)
     code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import prepare as b; b.child_main({list(map(str, sources))!r}, {str(out)!r}, {workers})"
@@ -205,7 +211,9 @@ def run_prepare(sources, out: Path, workers: int, poll: float = 0.1, scan_every:
         kids: list[int] = []
         parent_rss = []  # (t, VmRSS) samples of the parent
         next_scan = 0.0
-        while p.poll() is None:
+        while poll is None and p.poll() is None:
+            time.sleep(0.01)
+        while poll is not None and p.poll() is None:
             now = time.monotonic()
             if now >= next_scan:
                 kids = _descendants(p.pid)
@@ -381,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpora")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per worker count on the small corpus (best kept)")
     ap.add_argument("--repeat-large", type=int, default=2, help="timed runs per worker count on the large corpus (best kept)")
+    ap.add_argument("--poll-memory", type=float, default=None, metavar="SECONDS",
+                    help="also poll /proc for memory every SECONDS during the runs (a cross-check; costs CPU)")
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=256)
@@ -407,7 +417,7 @@ def main(argv=None) -> int:
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for rep in range(repeat):
             for k in (1, 2):
-                r = run_prepare([corpus], workdir / f"out-{n_files}-w{k}", k)
+                r = run_prepare([corpus], workdir / f"out-{n_files}-w{k}", k, poll=args.poll_memory)
                 log(f"{label} run {rep + 1}, {k} worker(s): {r['seconds']:.2f} s, {r['notes_per_second']:,.0f} notes/s, "
                     f"steady {r['steady_notes_per_s']:,.0f} notes/s, parent cpu {r['parent_cpu_in_pool']:.0%}")
                 runs[k].append(r)
@@ -476,8 +486,8 @@ def main(argv=None) -> int:
             f"{r['parent_cpu_in_pool']:.0%}",
             f"{r['before_pool_s']:.2f} + {r['startup_s']:.2f} + {r['encode_s']:.2f} + {r['assemble_s']:.2f}",
         ])
-    say("\nprepare memory, 2 workers (peak RSS = VmHWM, MiB; polled /proc and the child's own report, "
-        "the larger of the two)\n")
+    say("\nprepare memory, 2 workers (peak RSS = VmHWM, MiB: the child's own VmHWM and getrusage of its workers"
+        + (", or polled /proc if larger" if args.poll_memory else "") + ")\n")
     say(table(["files", "notes", "tokens", "s", "files/s", "notes/s", "steady notes/s", "parent peak", "vs small",
                "parent RSS growth while encoding", "max worker peak", "vs small", "parent CPU",
                "phases (s): find + start-up + encode + assemble"], rows, md))
