@@ -69,6 +69,7 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import symusic  # noqa: E402
 
+from _tables import print_table as table  # noqa: E402
 from midigen.encoding import Tokens, Vocab, encode  # noqa: E402
 from midigen.encoding.bpe import BPE  # noqa: E402
 
@@ -325,24 +326,6 @@ def throughput(files: FileSet, vocab: Vocab, bpe: BPE, trained_remi, repeat: int
 
 
 # ----------------------------------------------------------------------------- output
-def table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> None:
-    if markdown:
-        print(f"\n**{title}**\n")
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-        fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(r, widths)))
-        print(f"\n{title}")
-        print(fmt(header))
-        print("  ".join("-" * w for w in widths))
-        for row in rows:
-            print(fmt(row))
-
-
 def training_rows(trained: list[Trained]) -> list[list[str]]:
     rows = []
     for t in trained:

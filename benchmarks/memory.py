@@ -127,6 +127,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from _tables import print_table, ratio  # noqa: E402
 from midigen import Vocab  # noqa: E402
 from midigen.model.gpt import GPT, GPTConfig  # noqa: E402
 from midigen.model.memory import MemoryAttention, MemoryConfig, MemoryGPT  # noqa: E402
@@ -558,28 +559,7 @@ def run_checks(V: int, sos: int, seed: int) -> list[list[str]]:
     return rows
 
 
-# ----------------------------------------------------------------------------- output
-def print_table(title: str, header: list[str], rows: list[list[str]], markdown: bool, left: int = 1) -> None:
-    if markdown:
-        print(f"\n**{title}**\n")
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join([" --- "] * left + [" ---: "] * (len(header) - left)) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    print(f"\n{title}")
-    print(fmt(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(fmt(row))
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
-
-
+# ----------------------------------------------------------------------------- main
 def main(args: argparse.Namespace) -> int:
     if args.rss_child:
         return rss_child(args)

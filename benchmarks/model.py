@@ -108,6 +108,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from _tables import print_table, ratio  # noqa: E402
 from midigen import Vocab  # noqa: E402
 from midigen.encoding.grammar import C_GAP_DUR, NEXT_CONTEXT, Grammar, contexts  # noqa: E402
 from midigen.encoding.vocab import K_INSTR  # noqa: E402
@@ -418,28 +419,7 @@ def _autocast(dev_type: str, fn):
         fn()
 
 
-# ----------------------------------------------------------------------------- output
-def print_table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> None:
-    if markdown:
-        print(f"\n**{title}**\n")
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    print(f"\n{title}")
-    print(fmt(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(fmt(row))
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
-
-
+# ----------------------------------------------------------------------------- main
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
