@@ -596,29 +596,23 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start
     in the workers, so writing a Lakh-sized split takes all cores, not one.
     """
     dtype = np.dtype(vocab.dtype)
-    fds: dict[int, int] = {}
+    reader = _ShardReader(shards, names, dtype)
     ft, fs = os.open(tok_path, os.O_WRONLY), os.open(step_path, os.O_WRONLY)
+    chunk, at = [], start
+
+    def flush():  # one write per file for ~WRITE_TOKENS tokens; steps over the whole chunk at once
+        nonlocal at
+        ids = np.concatenate(chunk)
+        steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
+        _pwrite_all(ft, ids, at * dtype.itemsize)
+        _pwrite_all(fs, steps, at * 4)
+        at += len(ids)
+        chunk.clear()
+
     try:
-        chunk, at = [], start
-
-        def flush():
-            nonlocal at
-            ids = np.concatenate(chunk)
-            steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
-            _pwrite_all(ft, ids, at * dtype.itemsize)
-            _pwrite_all(fs, steps, at * 4)
-            at += len(ids)
-            chunk.clear()
-
         size = 0
         for sh, off, n in zip(shard.tolist(), offset.tolist(), n_tokens.tolist()):
-            if sh not in fds:
-                fds[sh] = os.open(shards / names[sh], os.O_RDONLY)
-            data = os.pread(fds[sh], n * dtype.itemsize, off)
-            if len(data) != n * dtype.itemsize:
-                raise OSError(f"{shards / names[sh]}: cache shard is shorter than its journal says; "
-                              "delete the cache folder and run again")
-            chunk.append(np.frombuffer(data, dtype))
+            chunk.append(reader.read(sh, off, n))
             size += n
             if size >= WRITE_TOKENS:
                 flush()
@@ -626,8 +620,9 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start
         if chunk:
             flush()
     finally:
-        for fd in (ft, fs, *fds.values()):
-            os.close(fd)
+        reader.close()
+        os.close(ft)
+        os.close(fs)
     return at - start
 
 
@@ -673,7 +668,8 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
     _, first, inverse = np.unique(state.hashes[ok], return_index=True, return_inverse=True)
     kept = np.sort(ok[first])
     same_as = ok[first[inverse.ravel()]]
-    duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok, same_as) if i != j]
+    dup = np.flatnonzero(ok != same_as)
+    duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok[dup], same_as[dup])]
     where = np.array([SPLITS.index(split_of(h.decode(), seed, valid_fraction, test_fraction)) for h in state.hashes[kept]],
                      np.int8).reshape(-1)
     by_split = {s: kept[where == k] for k, s in enumerate(SPLITS)}  # file indices, in path order
