@@ -120,22 +120,56 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, bach_files):
     cmd = [sys.executable, "-m", "midigen", "prepare", "src", "--workers", "2", "-q"]
     subprocess.run(cmd + ["--out", str(ref)], cwd=tmp_path, check=True, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(cmd + ["--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errors = tmp_path / "killed.stderr"
+    with open(errors, "wb") as err:  # (a file, not a pipe: the orphaned workers may still write)
+        proc = subprocess.Popen(cmd + ["--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once some (not all) files are in the cache
         journal = list((out / "cache").glob("*/journal.tsv")) if (out / "cache").exists() else []
         if (journal and journal[0].read_bytes().count(b"\n") >= 100) or proc.poll() is not None:
             break
         time.sleep(0.01)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
     assert not (out / "manifest.json").exists()
+    if Path("/proc/self/stat").exists():  # its workers notice, and exit quietly
+        assert workers, "no worker process was seen"
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        orphans = [p for p in workers if _alive(p)]
+        for p in orphans:  # (so that a failure leaves nothing running)
+            os.kill(p, signal.SIGKILL)
+        assert not orphans, "worker processes outlived their killed parent"
+        assert b"Traceback" not in errors.read_bytes(), errors.read_text()
 
     subprocess.run(cmd + ["--out", str(out)], cwd=tmp_path, check=True, capture_output=True, timeout=600)
     assert outputs(out) == outputs(ref)
     m = json.loads((out / "manifest.json").read_text())
     assert m["duplicates"] == 4 * len(bach_files) and m["files_failed"] == 1
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the live child processes of ``pid`` (Linux /proc; [] elsewhere)."""
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def test_other_encoding_into_same_folder_fails_clearly(tmp_path, small_src):
@@ -168,7 +202,7 @@ def test_a_damaged_cache_is_repaired_not_trusted(tmp_path, small_src):
     (cache,) = (out / "cache").iterdir()
     journal = cache / "journal.tsv"
     lines = journal.read_bytes().splitlines(keepends=True)
-    assert len(lines) == 40 and all(len(line.split(b"\t")) == 6 for line in lines)
+    assert len(lines) == 40 and all(len(line.split(b"\t")) == 7 for line in lines)
     (shard,) = (cache / "shards").iterdir()
     os.truncate(shard, shard.stat().st_size // 2)  # the second half of the tokens is lost
     with open(journal, "ab") as f:
@@ -250,3 +284,84 @@ def test_worker_protocol_never_sends_an_empty_batch(tmp_path, bach_files, monkey
     assert [len(b) for b in batches] == [1, 1, 1]
     assert [b[0][0] for b in batches] == [0, 1, 2] and all(b[0][4] is None for b in batches)
     assert int(now[0]) == 3 and now[1] == 0.0  # three files started; idle now
+
+
+def test_fork_and_spawn_workers_give_identical_corpora(tmp_path, small_src):
+    (small_src / "broken.mid").write_bytes(b"MThd garbage")
+    forked = prepare([small_src], tmp_path / "fork", workers=2, progress=False, start_method="fork")
+    spawned = prepare([small_src], tmp_path / "spawn", workers=2, progress=False, start_method="spawn")
+    assert forked.encoded == spawned.encoded == 41
+    a, b = outputs(tmp_path / "fork"), outputs(tmp_path / "spawn")
+    a["manifest.json"] = a["manifest.json"].replace(str(tmp_path / "fork").encode(), b"OUT")
+    b["manifest.json"] = b["manifest.json"].replace(str(tmp_path / "spawn").encode(), b"OUT")
+    assert a == b
+    with pytest.raises(ValueError, match="start_method"):
+        prepare([small_src], tmp_path / "x", workers=1, progress=False, start_method="forkserver!")
+
+
+def test_steps_are_uint16_unless_a_piece_is_too_long(tmp_path, bach_files):
+    """Steps take 2 bytes a token while every piece is shorter than 65,536 steps; a 2.5-hour
+    piece (72,000 steps at 120 bpm) makes them int32, and either way they read back as encoded."""
+    from smf import note, smf, tempo, track
+
+    from midigen import encode
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in bach_files[:3]:
+        shutil.copy(f, src / f.name)
+    short = prepare([src], tmp_path / "short", workers=0, progress=False)
+    assert short.manifest["steps_dtype"] == "uint16"
+    assert PreparedCorpus(tmp_path / "short").steps.dtype == np.uint16
+    beat = 480
+    # a note every 32 beats (long silences are shortened by the encoder, so the piece must go on)
+    events = tempo(120) + [e for k in range(563) for e in note(60 + k % 12, delta=0 if k == 0 else 31 * beat)]
+    long_piece = smf([track(events)])
+    (src / "long.mid").write_bytes(long_piece)
+    r = prepare([src], tmp_path / "long", workers=1, progress=False, valid_fraction=0, test_fraction=0)
+    assert r.manifest["steps_dtype"] == "int32" and r.manifest["files_ok"] == 4
+    c = PreparedCorpus(tmp_path / "long")
+    assert c.steps.dtype == np.int32 and c.steps.nbytes == 4 * c.n_tokens
+    for i, path in enumerate(c.names):
+        ids, steps = c.piece(i)
+        want = encode(path, c.vocab)
+        assert np.array_equal(ids, want.ids) and np.array_equal(steps, want.steps)
+    assert int(c.piece(c.names.index(str(src / "long.mid")))[1][-1]) > 65_535
+
+
+def test_busy_for_reads_the_shared_clock_once():
+    """The worker resets its 'busy since' to 0 when a file is done; a parent that read it twice
+    (test, then subtract) saw a file busy for `now - 0` seconds and timed it out."""
+    from midigen.data.prepare import _Worker
+
+    class Flips:  # what a worker finishing its file between two reads looks like to the parent
+        def __init__(self):
+            self.reads = 0
+
+        def __getitem__(self, i):
+            self.reads += 1
+            return 100.0 if self.reads == 1 else 0.0
+
+    w = object.__new__(_Worker)
+    w.now = Flips()
+    assert w.busy_for(103.0) == 3.0
+    w.now = [0.0, 0.0]
+    assert w.busy_for(103.0) == 0.0
+
+
+def test_a_script_without_main_guard_gets_a_clear_error(tmp_path, bach_files):
+    """Spawned workers import the main module again; a script calling prepare() at top level
+    makes every worker die while starting. No file is blamed, and prepare() stops with an error
+    that names the fix instead of looping or reporting every file as failed."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in bach_files[:4]:
+        shutil.copy(f, src / f.name)
+    script = tmp_path / "no_guard.py"
+    script.write_text(f"from midigen.data.prepare import prepare\n"
+                      f"prepare([{str(src)!r}], {str(tmp_path / 'out')!r}, workers=1, progress=False, start_method='spawn')\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode != 0
+    assert "RuntimeError: worker processes keep dying while they start" in r.stderr
+    assert "__main__" in r.stderr.splitlines()[-1] and "workers=0" in r.stderr.splitlines()[-1]
+    assert not (tmp_path / "out" / "manifest.json").exists()

@@ -6,7 +6,9 @@ On disk, a prepared corpus is a folder::
     vocab.json             the vocabulary (JSON, with its encoding config)
     {split}.tokens.bin     flat token ids of every piece of the split, back to back
                            (each piece is <sos> ... <eos>); uint16, or uint32 for huge vocabularies
-    {split}.steps.bin      the time step of each token (int32), parallel to the tokens
+    {split}.steps.bin      the time step of each token, parallel to the tokens: uint16 while every
+                           piece is shorter than 65,536 steps, else int32 (manifest "steps_dtype";
+                           cast before subtracting steps)
     {split}.index.npy      int64 (n_pieces, 2): start offset and length of each piece
 
 The flat files are read through `np.memmap` (a ragged memmap), so reading one piece or one
@@ -45,6 +47,7 @@ class PreparedCorpus:
             raise FileNotFoundError(f"{self.path}: no tokenizer.json (prepare with --bpe-vocab N)")
         self.tokenizer = None
         prefix, dtype = split, np.dtype(self.manifest["token_dtype"])
+        sdtype = np.dtype(self.manifest.get("steps_dtype", "int32"))  # (corpora before it: int32)
         if has_bpe and bpe is not False:
             from ..encoding.bpe import BPE
 
@@ -60,9 +63,9 @@ class PreparedCorpus:
             raise ValueError(f"{self.path / f'{prefix}.index.npy'}: pieces are not back to back (corrupt index)")
         if n:
             tokens = np.memmap(self.path / f"{prefix}.tokens.bin", dtype=dtype, mode="r", shape=(n,))
-            steps = np.memmap(self.path / f"{prefix}.steps.bin", dtype=np.int32, mode="r", shape=(n,))
+            steps = np.memmap(self.path / f"{prefix}.steps.bin", dtype=sdtype, mode="r", shape=(n,))
         else:
-            tokens, steps = np.zeros(0, dtype), np.zeros(0, np.int32)
+            tokens, steps = np.zeros(0, dtype), np.zeros(0, sdtype)
         if location == "disk":
             self.tokens, self.steps = tokens, steps
         elif location == "ram":

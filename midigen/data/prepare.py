@@ -28,11 +28,15 @@ vocabulary, what failed and why, duplicates, per-split sizes and the content has
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import multiprocessing as mp
 import os
+import platform
 import secrets
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -49,7 +53,7 @@ from .corpus import SPLITS
 MANIFEST_FORMAT = "midigen.corpus"
 MANIFEST_VERSION = 1
 STARTUP_LIMIT = 300.0  # seconds a worker may take to start (imports) before it is replaced
-CACHE_VERSION = 2  # the cache layout (shards + journal); older caches are ignored
+CACHE_VERSION = 3  # the cache layout (shards + journal with each piece's last step); older caches are ignored
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SEND_EVERY = 0.05  # seconds: a worker reports at least this often while it works through a list
@@ -114,7 +118,8 @@ class _ShardWriter:
 class _Journal:
     """The cache's table of contents: one line per file ever encoded (by content hash).
 
-    ``hash  shard  offset  tokens  notes  error`` (tab-separated, error as JSON or empty). Only
+    ``hash  shard  offset  tokens  notes  last_step  error`` (tab-separated, error as JSON or
+    empty; ``last_step`` lets the parent choose the steps' dtype before any split file exists). Only
     the parent appends, in whole lines, and only after a worker reported the file done, so every
     complete line points at bytes that are on disk; a torn last line (kill -9 mid-write) is cut
     off when the journal is next opened. The first line of a hash wins.
@@ -148,21 +153,21 @@ class _Journal:
             seen = set()
             for line in data[:complete].decode("utf-8", "replace").splitlines():
                 parts = line.split("\t")
-                if len(parts) != 6 or len(parts[0]) != 32 or parts[0] in seen:
+                if len(parts) != 7 or len(parts[0]) != 32 or parts[0] in seen:
                     continue
-                h, shard, offset, n_tok, n_notes, error = parts
+                h, shard, offset, n_tok, n_notes, last_step, error = parts
                 try:
-                    offset, n_tok, n_notes = int(offset), int(n_tok), int(n_notes)
+                    offset, n_tok, n_notes, last_step = int(offset), int(n_tok), int(n_notes), int(last_step)
                     if error:
                         self.errors.append(json.loads(error))
-                        row = (-1, 0, 0, 0, len(self.errors) - 1)
+                        row = (-1, 0, 0, 0, 0, len(self.errors) - 1)
                     else:
                         if shard not in sizes:
                             p = self.folder / "shards" / shard
                             sizes[shard] = p.stat().st_size if p.is_file() else -1
                         if offset + n_tok * self.itemsize > sizes[shard]:
                             continue  # its shard is gone or short: encode that file again
-                        row = (self.shard_id(shard), offset, n_tok, n_notes, -1)
+                        row = (self.shard_id(shard), offset, n_tok, n_notes, last_step, -1)
                 except ValueError:
                     continue
                 seen.add(h)
@@ -170,21 +175,22 @@ class _Journal:
                 rows.append(row)
         order = np.argsort(np.array(hashes, "S32"), kind="stable")
         self.known = np.array(hashes, "S32")[order]
-        table = np.array(rows, np.int64).reshape(-1, 5)[order]
-        self.k_shard, self.k_offset, self.k_tokens, self.k_notes, self.k_error = table.T.copy()
+        table = np.array(rows, np.int64).reshape(-1, 6)[order]
+        self.k_shard, self.k_offset, self.k_tokens, self.k_notes, self.k_last, self.k_error = table.T.copy()
 
     def lookup(self, h: str):
-        """(shard id, offset, tokens, notes, error or None) of a cached hash, or None."""
+        """(shard id, offset, tokens, notes, last step, error or None) of a cached hash, or None."""
         i = int(np.searchsorted(self.known, h.encode()))
         if i == len(self.known) or self.known[i] != h.encode():
             return None
         e = int(self.k_error[i])
         return (int(self.k_shard[i]), int(self.k_offset[i]), int(self.k_tokens[i]), int(self.k_notes[i]),
-                self.errors[e] if e >= 0 else None)
+                int(self.k_last[i]), self.errors[e] if e >= 0 else None)
 
-    def add(self, h: str, shard: str | None, offset: int, n_tok: int, n_notes: int, error: str | None) -> None:
+    def add(self, h: str, shard: str | None, offset: int, n_tok: int, n_notes: int, last_step: int,
+            error: str | None) -> None:
         err = json.dumps(error) if error is not None else ""
-        self._lines.append(f"{h}\t{shard or '-'}\t{offset}\t{n_tok}\t{n_notes}\t{err}\n")
+        self._lines.append(f"{h}\t{shard or '-'}\t{offset}\t{n_tok}\t{n_notes}\t{last_step}\t{err}\n")
         if len(self._lines) >= 256 or time.monotonic() - self._flushed > 0.1:
             self.flush()
 
@@ -204,35 +210,62 @@ def _is_known(known: np.ndarray, h: str) -> bool:
 
 
 def _encode_one(path: str, vocab: Vocab, writer: _ShardWriter, known: np.ndarray):
-    """Worker body for one file: (path, hash, n_tokens, n_notes, error, was_cached, shard, offset).
+    """Worker body for one file: (path, hash, n_tokens, n_notes, error, was_cached, shard, offset,
+    last_step).
 
     A file whose content is already in the cache is only hashed; the parent has its entry.
     """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return path, None, 0, 0, f"cannot read file: {exc.strerror or exc}", False, None, 0
+        return path, None, 0, 0, f"cannot read file: {exc.strerror or exc}", False, None, 0, 0
     h = content_hash(data)
     if _is_known(known, h):
-        return path, h, 0, 0, None, True, None, 0
+        return path, h, 0, 0, None, True, None, 0, 0
     try:
         toks = encode(Score.from_bytes(data, path=path), vocab)
     except MidiError as exc:
-        return path, h, 0, 0, exc.reason, False, None, 0
+        return path, h, 0, 0, exc.reason, False, None, 0, 0
     except Exception as exc:  # a bug or something unforeseen: report, never stop the run
-        return path, h, 0, 0, f"{type(exc).__name__}: {exc}", False, None, 0
+        return path, h, 0, 0, f"{type(exc).__name__}: {exc}", False, None, 0, 0
     shard, offset = writer.append(toks.ids)
-    return path, h, len(toks), int(toks.stats["encoded_notes"]), None, False, shard, offset
+    # (steps never go back, so the last one is the largest: it decides the steps' dtype)
+    return path, h, len(toks), int(toks.stats["encoded_notes"]), None, False, shard, offset, int(toks.steps[-1])
 
 
-def _worker_main(conn, now, shards: str, config: dict, known: bytes) -> None:
+def _keep_heap() -> None:
+    """Let a worker keep the memory it frees in its malloc heap instead of handing it back.
+
+    Each file's numpy temporaries (100 kB to 10 MB) would otherwise be fresh ``mmap``s, or a heap
+    trimmed right after, which the kernel zeroes page by page again for every file: at 20k
+    files that was 800k minor page faults and a fifth of the run in kernel time, and two
+    workers faulting at once contend in the kernel. With these settings a worker's heap settles
+    at its largest file's working set (tens of MB) and is reused. glibc only; a no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # (glibc's malloc.h)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # blocks under 32 MB come from the heap, not mmap
+    mallopt(M_TRIM_THRESHOLD, 128 << 20)  # free heap is kept up to 128 MB
+    mallopt(M_TOP_PAD, 16 << 20)  # and grown 16 MB at a time
+
+
+def _worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=()) -> None:
     """Worker process: receive lists of paths, send back lists of results.
 
     Results go back in batches (at the end of each list, or every `SEND_EVERY` seconds), so the
     parent wakes up a few dozen times a second rather than once per file: on a 2-core laptop its
     per-message work would otherwise take CPU from the workers. ``now`` (shared memory) tells the
     parent which file is being encoded and since when, so a stuck file is found without a message.
+    ``inherited``: the parent's ends of the pipes, which a forked worker holds copies of.
     """
+    for c in inherited:  # else a worker whose parent was killed would wait forever on a pipe it
+        c.close()  # holds open itself (seen: orphans blocked in recv after kill -9 of the parent)
+    _keep_heap()
     vocab = Vocab(EncodingConfig.from_dict(config))
     writer = _ShardWriter(Path(shards), vocab.dtype)
     known_hashes = np.frombuffer(known, "S32")
@@ -256,18 +289,37 @@ def _worker_main(conn, now, shards: str, config: dict, known: bytes) -> None:
                     done, sent = [], time.monotonic()
             if done:  # (never an empty message: the parent may have stopped listening for results)
                 conn.send(done)
-    except (EOFError, KeyboardInterrupt):
-        return
+    except (EOFError, ConnectionError, KeyboardInterrupt):  # the parent is gone or was interrupted:
+        return  # quietly (no BrokenPipeError traceback from every worker)
     finally:
         writer.close()
 
 
 # ------------------------------------------------------------------ the worker pool
+def _start_method(requested: str | None) -> str:
+    """How to start a worker: ``fork`` where it is safe, else ``spawn``.
+
+    Forking takes milliseconds; spawning starts a fresh interpreter that imports numpy and
+    midigen (~0.1 s a worker, a tenth of a 2k-file run). Forking is safe on Linux when this
+    process runs no other Python thread (the CLI, a script). With other threads (a Jupyter
+    kernel, a tqdm monitor, the user's own) a lock held by one of them at the fork would stay
+    locked forever in the child, so then workers are spawned.
+    """
+    if requested is not None:
+        if requested not in ("fork", "spawn"):
+            raise ValueError(f"start_method must be 'fork', 'spawn' or None, got {requested!r}")
+        return requested
+    return "fork" if sys.platform.startswith("linux") and threading.active_count() == 1 else "spawn"
+
+
 class _Worker:
-    def __init__(self, ctx, args):
+    def __init__(self, ctx, args, inherited=()):
         self.conn, child = ctx.Pipe()
         self.now = ctx.RawArray("d", 2)  # [files started, when the current one started (0: idle)]
-        self.proc = ctx.Process(target=_worker_main, args=(child, self.now, *args), daemon=True)
+        # A forked worker is handed the parent's pipe ends it inherits (its own, the other
+        # workers') to close them; a spawned one inherits nothing (and they could not be pickled).
+        inherited = (self.conn, *inherited) if ctx.get_start_method() == "fork" else ()
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.now, *args, inherited), daemon=True)
         self.proc.start()
         child.close()
         self.pending: list[int] = []  # files sent and not yet answered, in order
@@ -284,6 +336,15 @@ class _Worker:
         their results not yet sent)."""
         return min(max(int(self.now[0]) - self.answered - 1, 0), len(self.pending) - 1)
 
+    def busy_for(self, now: float) -> float:
+        """Seconds the worker has spent on its current file (0 when idle).
+
+        The shared value is read once: the worker sets it to 0 when a file is done, and reading
+        it twice (test, then subtract) could compute ``now - 0``, a file 'busy' for hours.
+        """
+        since = self.now[1]
+        return now - since if since else 0.0
+
     def kill(self):
         self.proc.kill()
         self.proc.join()
@@ -291,21 +352,27 @@ class _Worker:
 
 
 class _Pool:
-    """Worker processes, started before the file scan so their imports overlap it."""
+    """Worker processes, started before the file scan so their start-up overlaps it."""
 
-    def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray):
-        self.ctx = mp.get_context("spawn")
+    def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray, start_method: str | None = None):
+        _start_method(start_method)  # (an unknown method fails here, before any process starts)
+        self.start_method = start_method
         self.args = (str(shards), vocab.config.to_dict(), known.tobytes())
-        self.workers = [self._start() for _ in range(max(1, workers))]
+        self.workers: list[_Worker] = []
+        for _ in range(max(1, workers)):
+            self.workers.append(self._start())
         self.restarts = 0
+        self.start_failures = 0  # workers that died before they were ready
 
     def _start(self) -> _Worker:
+        # decided at each start: a replacement may come after a thread appeared (tqdm's monitor)
+        ctx = mp.get_context(_start_method(self.start_method))
         # One thread per worker: numpy's BLAS would otherwise start (and spin) a pool of threads
         # in every worker, competing with the other workers for the cores.
         saved = {v: os.environ.get(v) for v in _THREAD_VARS}
         os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
         try:
-            return _Worker(self.ctx, self.args)
+            return _Worker(ctx, self.args, [w.conn for w in self.workers if not w.conn.closed])
         finally:
             for v, value in saved.items():
                 if value is None:
@@ -317,14 +384,25 @@ class _Pool:
         self.workers[i] = self._start()
         self.restarts += 1
 
+    def _start_failed(self, i: int) -> None:
+        """Worker ``i`` died or hung before it was ready: no file is to blame; retry a few times."""
+        self.start_failures += 1
+        if self.start_failures >= 10 * len(self.workers):
+            raise RuntimeError(
+                f"worker processes keep dying while they start ({self.start_failures} times; their "
+                "error is printed above). A spawned worker imports your main module again: a script "
+                "that calls prepare() must do so under `if __name__ == \"__main__\":`. Or pass "
+                "workers=0 to encode in this process.")
+        self.replace(i)
+
     def run(self, paths, timeout: float, on_result, on_failure) -> int:
         """Encode ``paths``; returns the number of workers restarted.
 
         Files travel as (index, path) and come back as ``on_result((index, hash, n_tokens,
-        n_notes, error, was_cached, shard, offset))``. A file that takes longer than ``timeout``
-        seconds, or whose worker dies, goes to ``on_failure(index, reason)``; the worker is
-        replaced, and the files it had finished but not reported yet and the rest of its lists
-        are queued again.
+        n_notes, error, was_cached, shard, offset, last_step))``. A file that takes longer than
+        ``timeout`` seconds, or whose worker dies, goes to ``on_failure(index, reason)``; the
+        worker is replaced, and the files it had finished but not reported yet and the rest of
+        its lists are queued again. A worker that dies before it is ready blames no file.
         """
         pool = self.workers
         again: list[int] = []  # files to send again (a replaced worker's), before the rest
@@ -332,9 +410,14 @@ class _Pool:
         left = [len(paths)]  # files neither sent nor requeued
 
         def feed(w: _Worker):
-            while (again or left[0]) and len(w.pending) < 2 * CHUNK:  # two lists queued: never idle
-                chunk = [again.pop() for _ in range(min(CHUNK, len(again)))]
-                k = min(CHUNK - len(chunk), left[0])
+            # Guided scheduling: lists of CHUNK files, shrinking as the run nears its end (and the
+            # queue with them), so no worker is left with a long list while the other one idles.
+            while again or left[0]:
+                size = max(1, min(CHUNK, (len(again) + left[0]) // (2 * len(pool))))
+                if len(w.pending) >= 2 * size:  # two lists queued: never idle
+                    return
+                chunk = [again.pop() for _ in range(min(size, len(again)))]
+                k = min(size - len(chunk), left[0])
                 chunk += [next(fresh) for _ in range(k)]
                 left[0] -= k
                 w.send([(i, paths[i]) for i in chunk], chunk)
@@ -343,6 +426,10 @@ class _Pool:
             k = w.current()
             on_failure(w.pending[k], reason)
             again.extend(reversed(w.pending[:k] + w.pending[k + 1 :]))
+            w.pending.clear()
+
+        def requeue_all(w: _Worker):
+            again.extend(reversed(w.pending))
             w.pending.clear()
 
         for w in pool:
@@ -365,20 +452,21 @@ class _Pool:
                     w.proc.join(timeout=1)
                     code = w.proc.exitcode
                     w.kill()
-                    fail_current(w, f"worker process died while encoding (exit code {code})")
-                    self.replace(i)
+                    if w.ready:
+                        fail_current(w, f"worker process died while encoding (exit code {code})")
+                        self.replace(i)
+                    else:  # died starting up (imports; a script without the __main__ guard)
+                        requeue_all(w)
+                        self._start_failed(i)
                     continue
                 feed(w)
             now = time.monotonic()
             for i, w in enumerate(pool):
                 if not w.ready and now - w.since > STARTUP_LIMIT:  # a worker that never started
                     w.kill()
-                    again.extend(reversed(w.pending))
-                    w.pending.clear()
-                    self.replace(i)
-                    if self.restarts > 10 * len(pool):
-                        raise RuntimeError("worker processes fail to start (see their output above)")
-                elif w.pending and w.ready and w.now[1] and now - w.now[1] > timeout:
+                    requeue_all(w)
+                    self._start_failed(i)
+                elif w.pending and w.ready and w.busy_for(now) > timeout:
                     w.kill()
                     fail_current(w, f"timed out after {timeout:g} s")
                     self.replace(i)
@@ -448,10 +536,13 @@ def prepare(
     timeout: float = 60.0,
     progress: bool = True,
     bpe_vocab: int | None = None,
+    start_method: str | None = None,
 ) -> PrepareResult:
     """Encode every MIDI file under ``sources`` into a prepared corpus at ``out``.
 
-    ``workers=0`` encodes in this process (no time limit; for debugging). ``bpe_vocab``: also
+    ``workers=0`` encodes in this process (no time limit; for debugging). ``start_method``:
+    how worker processes start, ``"fork"`` or ``"spawn"``; by default forked on Linux when this
+    process runs no other thread, else spawned (the output is the same). ``bpe_vocab``: also
     learn an action-aware BPE tokenizer of that size on the *train split only*, save it as
     ``tokenizer.json`` and write every split in BPE ids too (``{split}.bpe.*``). Returns a
     `PrepareResult`; the corpus itself is described by ``out/manifest.json``.
@@ -477,7 +568,7 @@ def prepare(
     cache = out / "cache" / f"v{CACHE_VERSION}-{config_key}"
     journal = _Journal(cache, vocab.dtype)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    pool = _Pool(n_workers, cache / "shards", vocab, journal.known) if n_workers > 0 else None
+    pool = _Pool(n_workers, cache / "shards", vocab, journal.known, start_method) if n_workers > 0 else None
 
     try:
         files = find_midi_files(sources, as_str=True)
@@ -491,13 +582,14 @@ def prepare(
         bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
         counts = {"notes": 0, "failed": 0}
 
-        def record(i, h, shard, offset, n_tok, n_notes, error, was_cached):
+        def record(i, h, shard, offset, n_tok, n_notes, last_step, error, was_cached):
             if h is not None:
                 state.hashes[i] = h.encode()
             if error is not None:
                 errors[i] = error
             else:
-                state.shard[i], state.offset[i], state.tokens[i], state.notes[i] = shard, offset, n_tok, n_notes
+                state.shard[i], state.offset[i], state.tokens[i] = shard, offset, n_tok
+                state.notes[i], state.last_step[i] = n_notes, last_step
             result.cached += was_cached
             result.encoded += not was_cached
             counts["notes"] += n_notes
@@ -508,24 +600,24 @@ def prepare(
                 bar.set_postfix(notes_per_s=f"{counts['notes'] / dt:,.0f}", failed=counts["failed"], refresh=False)
 
         def on_result(r):
-            i, h, n_tok, n_notes, error, was_cached, shard, offset = r
+            i, h, n_tok, n_notes, error, was_cached, shard, offset, last_step = r
             if was_cached:
-                shard_id, offset, n_tok, n_notes, error = journal.lookup(h)
+                shard_id, offset, n_tok, n_notes, last_step, error = journal.lookup(h)
             else:
                 if h is not None:  # (None: unreadable, nothing to cache)
-                    journal.add(h, shard, offset, n_tok, n_notes, error)
+                    journal.add(h, shard, offset, n_tok, n_notes, last_step, error)
                 shard_id = journal.shard_id(shard) if shard is not None else -1
-            record(i, h, shard_id, offset, n_tok, n_notes, error, was_cached)
+            record(i, h, shard_id, offset, n_tok, n_notes, last_step, error, was_cached)
 
         def on_failure(i, reason):  # timed out or crashed its worker: cached as a failure
             path, h = files[i], None
             if Path(path).is_file():  # (a FIFO or device would block us as it blocked the worker)
                 try:
                     h = content_hash(Path(path).read_bytes())
-                    journal.add(h, None, 0, 0, 0, reason)
+                    journal.add(h, None, 0, 0, 0, 0, reason)
                 except OSError:
                     pass
-            record(i, h, -1, 0, 0, 0, reason, False)
+            record(i, h, -1, 0, 0, 0, 0, reason, False)
 
         try:
             if pool is None:
@@ -560,6 +652,7 @@ class _FileTable:
         self.offset = np.zeros(n, np.int64)  # ... byte offset in the shard ...
         self.tokens = np.zeros(n, np.int64)  # ... and number of tokens
         self.notes = np.zeros(n, np.int64)  # notes encoded
+        self.last_step = np.zeros(n, np.int64)  # time step of its last token (decides the steps' dtype)
         self.errors: dict[int, str] = {}  # file index -> why it failed
 
 
@@ -586,16 +679,16 @@ PART_TOKENS = 1 << 20  # tokens per part of a split file written by one worker (
 WRITE_TOKENS = 1 << 18  # tokens per write: few syscalls, small bounded memory
 
 
-def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start: int, names, shard, offset,
-                n_tokens) -> int:
+def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, steps_dtype: str, start: int, names,
+                shard, offset, n_tokens) -> int:
     """Copy pieces from the cache into the split files: piece ``j`` is ``n_tokens[j]`` ids at byte
     ``offset[j]`` of the shard file ``names[shard[j]]``.
 
     They land back to back from token ``start`` of the (already sized) files ``tok_path`` and
-    ``step_path``; the steps are rebuilt from the ids. Returns the number of tokens written. Runs
+    ``step_path``; the steps are rebuilt from the ids (stored as ``steps_dtype``). Returns the number of tokens written. Runs
     in the workers, so writing a Lakh-sized split takes all cores, not one.
     """
-    dtype = np.dtype(vocab.dtype)
+    dtype, sdtype = np.dtype(vocab.dtype), np.dtype(steps_dtype)
     reader = _ShardReader(shards, names, dtype)
     ft, fs = os.open(tok_path, os.O_WRONLY), os.open(step_path, os.O_WRONLY)
     chunk, at = [], start
@@ -605,7 +698,7 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, start
         ids = np.concatenate(chunk)
         steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
         _pwrite_all(ft, ids, at * dtype.itemsize)
-        _pwrite_all(fs, steps, at * 4)
+        _pwrite_all(fs, steps.astype(sdtype, copy=False), at * sdtype.itemsize)
         at += len(ids)
         chunk.clear()
 
@@ -633,7 +726,7 @@ def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _write_split(out: Path, prefix: str, pieces, dtype, notes_of) -> tuple[list, dict]:
+def _write_split(out: Path, prefix: str, pieces, dtype, notes_of, steps_dtype) -> tuple[list, dict]:
     """Stream (ids, steps) pieces into ``prefix``.tokens.bin/.steps.bin/.index.npy (temp names).
 
     Returns the (temp, final) renames to do and the split's sizes. (The BPE files; the base
@@ -645,7 +738,7 @@ def _write_split(out: Path, prefix: str, pieces, dtype, notes_of) -> tuple[list,
     with open(tok_tmp, "wb") as ft, open(step_tmp, "wb") as fs:
         for ids, steps in pieces:
             ft.write(np.asarray(ids).astype(dtype).tobytes())
-            fs.write(np.asarray(steps).astype(np.int32).tobytes())
+            fs.write(np.asarray(steps).astype(steps_dtype).tobytes())
             lengths.append(len(ids))
             notes += int(notes_of[np.asarray(ids, np.int64)].sum())
     lengths = np.array(lengths, np.int64)
@@ -675,6 +768,9 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
     by_split = {s: kept[where == k] for k, s in enumerate(SPLITS)}  # file indices, in path order
 
     dtype = np.dtype(vocab.dtype)
+    # Steps as uint16 (2 bytes a token instead of 4) while every piece is shorter than 65,536
+    # steps (over two hours at 4 steps a beat and 120 bpm), else int32.
+    sdtype = np.dtype(np.uint16 if state.last_step[kept].max(initial=0) <= np.iinfo(np.uint16).max else np.int32)
     reader = _ShardReader(cache / "shards", journal.shards, dtype)
 
     def split_ids(split):
@@ -689,7 +785,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
         lengths = state.tokens[idx]
         starts = np.cumsum(lengths) - lengths
         tok_tmp, step_tmp = out / f"{split}.tokens.bin.tmp", out / f"{split}.steps.bin.tmp"
-        for path, size in ((tok_tmp, int(lengths.sum()) * dtype.itemsize), (step_tmp, int(lengths.sum()) * 4)):
+        for path, size in ((tok_tmp, int(lengths.sum()) * dtype.itemsize), (step_tmp, int(lengths.sum()) * sdtype.itemsize)):
             with open(path, "wb") as f:
                 f.truncate(size)
         index_tmp = out / f"{split}.index.npy.tmp"
@@ -699,7 +795,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
         for a, b in zip(cut, np.append(cut[1:], len(idx))):
             if b > a:
                 part = idx[a:b]
-                parts.append((str(tok_tmp), str(step_tmp), int(starts[a]), journal.shards,
+                parts.append((str(tok_tmp), str(step_tmp), sdtype.name, int(starts[a]), journal.shards,
                               state.shard[part], state.offset[part], state.tokens[part]))
         splits[split] = {"files": len(idx), "tokens": int(lengths.sum()), "notes": int(state.notes[idx].sum())}
         renames += [(tok_tmp, f"{split}.tokens.bin"), (step_tmp, f"{split}.steps.bin"), (index_tmp, f"{split}.index.npy")]
@@ -734,7 +830,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
             for split in SPLITS:
                 encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
                 r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype),
-                                                            bpe.notes_per_token())
+                                                            bpe.notes_per_token(), sdtype)
                 renames += r
         elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
             renames.append((None, "tokenizer.json"))
@@ -747,6 +843,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
         "encoding": vocab.config.to_dict(),
         "vocab": {"file": "vocab.json", "size": len(vocab)},
         "token_dtype": dtype.name,
+        "steps_dtype": sdtype.name,
         "split": {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed},
         "files_ok": len(files) - len(failures),
         "files_failed": len(failures),
