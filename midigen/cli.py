@@ -61,7 +61,7 @@ def cmd_prepare(args) -> int:
     r = prepare(
         args.sources, args.out, _config(args), valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction, seed=args.seed, workers=args.workers, timeout=args.timeout,
-        progress=not args.quiet, bpe_vocab=args.bpe_vocab,
+        progress=not args.quiet, bpe_vocab=args.bpe_vocab, start_method=args.start_method,
     )
     m = r.manifest
     print(f"prepared {args.out}: {m['files_ok']} files ok, {m['files_failed']} failed, "
@@ -239,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
     p.add_argument("--bpe-vocab", type=int, help="also learn action-aware BPE of this vocabulary size (train split only)")
+    p.add_argument("--start-method", choices=("fork", "spawn"),
+                   help="how worker processes start (default: fork on Linux when safe, else spawn)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _encoding_args(p)
     p.set_defaults(func=cmd_prepare)

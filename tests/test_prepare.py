@@ -183,7 +183,8 @@ def test_other_encoding_into_same_folder_fails_clearly(tmp_path, small_src):
 
 def test_cli_prepare_bach_and_shared_corpus(tmp_path, shared_corpus):
     out = tmp_path / "prepared"
-    r = subprocess.run([sys.executable, "-m", "midigen", "prepare", str(BACH), str(shared_corpus), "--out", str(out), "-q"],
+    r = subprocess.run([sys.executable, "-m", "midigen", "prepare", str(BACH), str(shared_corpus), "--out", str(out), "-q",
+                        "--start-method", "spawn"],  # (the SIGKILL test runs the default: forked workers)
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "manifest.json").read_text())
