@@ -30,7 +30,9 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
    ``--seq-len``, after the first batch (whose time, which includes planning the epoch, is shown
    apart), one torch thread. The ratio column divides by ``--train-tokens-per-s``: what a training
    step of the default model consumes (GPT, width 256, 4 layers, 4 heads, seq 256, batch 8, on
-   this machine's CPU: ~4.3k tokens/s).
+   this machine's CPU: ~4.3k tokens/s). ``--locations disk,ram,cuda`` adds a corpus held on the GPU
+   (batches cut there, timed with ``torch.cuda.synchronize``); ``--batching-only CORPUS`` runs only
+   this section, on any prepared corpus (e.g. ``midigen prepare data/bach --out /tmp/bach``).
 4. **Lakh projection** -- the full Lakh MIDI Dataset (176,581 files, ~5% broken), assuming
    ``--lakh-notes-per-file`` notes per readable file (default 5000: the four Lakh files in
    ``../shared/corpus/multitrack`` hold 2.9k-6.8k, mean 4.7k; these synthetic files hold ~2.2k).
@@ -184,14 +186,16 @@ def _descendants(root: int) -> list[int]:
 
 
 def _role(pid: int) -> str:
+    """A descendant of the measured process: the multiprocessing resource tracker, or a worker.
+
+    (Not by ``spawn_main`` in the command line: forked workers carry their parent's.)
+    """
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read()
     except OSError:
         return "gone"
-    if b"resource_tracker" in cmd:
-        return "tracker"
-    return "worker" if b"spawn_main" in cmd else "other"
+    return "tracker" if b"resource_tracker" in cmd else "worker"
 
 
 def run_prepare(sources, out: Path, workers: int, poll: float | None = None, scan_every: float = 0.5) -> dict:
@@ -203,6 +207,10 @@ def run_prepare(sources, out: Path, workers: int, poll: float | None = None, sca
     """
     if out.exists():
         shutil.rmtree(out)
+    # Write back what earlier runs left dirty (~1 GB at 20k files) before the clock starts: else the
+    # kernel flushes it during this run and charges the CPU there (seen: 2-worker runs 6.0-7.6 s
+    # instead of 5.8 s at 20k files).
+    os.sync()
     code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import prepare as b; b.child_main({list(map(str, sources))!r}, {str(out)!r}, {workers})"
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
         t0 = time.monotonic()
@@ -320,7 +328,8 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
 
 
 # ============================================================ batching
-def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int, train_tps: float) -> list[dict] | None:
+def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int, train_tps: float,
+                   locations=("disk", "ram")) -> list[dict] | None:
     try:
         from midigen.data.batching import make_batches
     except ImportError as exc:
@@ -332,9 +341,16 @@ def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int
 
     torch.set_num_threads(1)
     rows = []
-    for location in ("disk", "ram"):
+    for location in locations:
+        # a torch device ("cuda"): batches are cut there; int() of each batch's target count below
+        # waits for the device, so the timings hold for asynchronous devices too
+        sync = torch.cuda.synchronize if location.startswith("cuda") else (lambda: None)
+        if location.startswith("cuda"):  # start CUDA first: its start-up is not the corpus's load time
+            torch.zeros(1, device=location)
+            sync()
         t = time.perf_counter()
         corpus = PreparedCorpus(corpus_dir, "train", location=location)
+        sync()
         load_s = time.perf_counter() - t
         for strategy in ("random_windows", "per_song", "contiguous"):
             kw = {"num_batches": batches + 1} if strategy == "random_windows" else {}
@@ -342,6 +358,7 @@ def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int
             t = time.perf_counter()
             it = iter(b)
             first = next(it)
+            sync()
             first_s = time.perf_counter() - t
             n = positions = targets = 0
             t = time.perf_counter()
@@ -351,6 +368,7 @@ def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int
                 targets += int((batch["y"] != -100).sum())
                 if n == batches:
                     break
+            sync()
             dt = time.perf_counter() - t
             assert set(first) >= {"x", "y", "steps", "piece"}
             rows.append({
@@ -361,6 +379,18 @@ def bench_batching(corpus_dir: Path, batches: int, batch_size: int, seq_len: int
             })
         del corpus
     return rows
+
+
+def print_batching(bench: list[dict], corpus_dir: Path, label: str, args, say) -> None:
+    rows = [[b["strategy"], b["location"], f"{b['load_s'] * 1e3:,.0f}", f"{b['first_s'] * 1e3:,.0f}",
+             f"{b['batches_per_s']:,.0f}", f"{b['tokens_per_s'] / 1e6:,.2f}M", f"{b['padding']:.0%}",
+             f"{b['x_training']:,.0f}x"] for b in bench]
+    m = json.loads((corpus_dir / "manifest.json").read_text())["splits"]["train"]
+    say(f"\nbatch throughput: train split of {label} ({m['files']:,} pieces, {m['tokens']:,} tokens), "
+        f"batch {args.batch_size} x seq {args.seq_len}, up to {args.batches} batches (an epoch may end sooner), "
+        f"1 torch thread; training consumes ~{args.train_tokens_per_s:,.0f} tokens/s\n")
+    say(table(["strategy", "location", "load (ms)", "first batch (ms, plans the epoch)", "batches/s", "tokens/s",
+               "padding", "x training"], rows, args.markdown))
 
 
 # ============================================================ tables
@@ -398,14 +428,28 @@ def main(argv=None) -> int:
     ap.add_argument("--lakh-notes-per-file", type=float, default=5000.0)
     ap.add_argument("--lakh-broken", type=float, default=0.05)
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--batching-only", metavar="CORPUS", type=Path,
+                    help="only section 3 (batch throughput), on this prepared corpus (e.g. from `midigen prepare data/bach`)")
+    ap.add_argument("--locations", default="disk,ram",
+                    help="comma-separated corpus locations for the batching section: disk, ram, or a torch device "
+                         "such as cuda (default disk,ram)")
     args = ap.parse_args(argv)
+    locations = tuple(x.strip() for x in args.locations.split(",") if x.strip())
+    say = lambda *a: print(*a, flush=True)  # noqa: E731
+
+    if args.batching_only:
+        bench = bench_batching(args.batching_only, args.batches, args.batch_size, args.seq_len, args.train_tokens_per_s,
+                               locations)
+        if not bench:
+            return 1
+        print_batching(bench, args.batching_only, str(args.batching_only), args, say)
+        return 0
 
     workdir = Path(args.workdir).resolve()
     if workdir == ROOT or ROOT in workdir.parents:
         ap.error(f"--workdir must be outside the repository ({ROOT})")
     workdir.mkdir(parents=True, exist_ok=True)
     md = args.markdown
-    say = lambda *a: print(*a, flush=True)  # noqa: E731
     log = lambda *a: print("#", *a, file=sys.stderr, flush=True)  # noqa: E731
 
     load0 = os.getloadavg()
@@ -502,16 +546,9 @@ def main(argv=None) -> int:
     out_big = workdir / (f"out-{args.files_large}-w2" if large is not None else f"out-{args.files_small}-w2")
     bench = None
     if large is not None:
-        bench = bench_batching(out_big, args.batches, args.batch_size, args.seq_len, args.train_tokens_per_s)
+        bench = bench_batching(out_big, args.batches, args.batch_size, args.seq_len, args.train_tokens_per_s, locations)
         if bench:
-            rows = [[b["strategy"], b["location"], f"{b['first_s'] * 1e3:,.0f}", f"{b['batches_per_s']:,.0f}",
-                     f"{b['tokens_per_s'] / 1e6:,.2f}M", f"{b['padding']:.0%}", f"{b['x_training']:,.0f}x"] for b in bench]
-            m = json.loads((out_big / "manifest.json").read_text())["splits"]["train"]
-            say(f"\nbatch throughput: train split of the {args.files_large:,}-file corpus ({m['files']:,} pieces, "
-                f"{m['tokens']:,} tokens), batch {args.batch_size} x seq {args.seq_len}, {args.batches} batches, "
-                f"1 torch thread; training consumes ~{args.train_tokens_per_s:,.0f} tokens/s\n")
-            say(table(["strategy", "location", "first batch (ms, plans the epoch)", "batches/s", "tokens/s",
-                       "padding", "x training"], rows, md))
+            print_batching(bench, out_big, f"the {args.files_large:,}-file corpus", args, say)
 
     # ---- 4. Lakh projection
     cal = calibrate(workdir, small)
@@ -587,7 +624,7 @@ def main(argv=None) -> int:
         wratio = mem[1][1]["peak_worker"] / mem[0][1]["peak_worker"]
         say(f"- peak RSS at {args.files_large:,} files within 1.2x of {args.files_small:,}: parent {ratio:.2f}x, "
             f"workers {wratio:.2f}x ({verdict(ratio <= 1.2 and wratio <= 1.2)})")
-    if large is not None and bench:
+    if large is not None and bench and any(b["location"] == "disk" for b in bench):
         low = min(b["x_training"] for b in bench if b["location"] == "disk")
         say(f"- batch throughput of every strategy from memmap >= 100x training: lowest {low:,.0f}x ({verdict(low >= 100)})")
     return 0
