@@ -56,6 +56,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/model.py                 # 1 thread
     .venv/bin/python benchmarks/model.py --threads 2 --markdown
+    python3 benchmarks/model.py --gpu-only               # only the bf16 GPU table (seconds on a GPU)
 
 The script sets ``OMP_NUM_THREADS`` (and MKL/OpenBLAS) to ``--threads`` and, where unset,
 ``OMP_WAIT_POLICY=PASSIVE`` before it imports torch (idle OpenMP workers sleep instead of
@@ -85,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="runs of each uncached generator (default 1; 0 leaves them out)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's peak dense bf16 TFLOP/s, for MFU (default: known from its name)")
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="only the bf16 GPU section (skips the CPU training and generation tables)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     return parser.parse_args(argv)
@@ -439,6 +442,9 @@ def main(args: argparse.Namespace) -> int:
         f"vocab {V}, width {WIDTH}, {DEPTH} layers, {HEADS} heads, fp32, CPU"
     )
 
+    if args.gpu_only:
+        return gpu_section(V, args)
+
     # Ratios (and the targets) compare the best repeat by CPU time on one thread: on a shared
     # machine the wall clock also counts the time the process waits for a core. With more
     # threads CPU time adds up the threads' busy time, so the wall clock is compared instead.
@@ -500,7 +506,10 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(f"- {label}: not measured")
 
-    # --- GPU
+    return gpu_section(V, args)
+
+
+def gpu_section(V: int, args: argparse.Namespace) -> int:
     if torch.cuda.is_available():
         rows = bench_bf16("cuda", V, args)
         print_table("bf16 (autocast) training on the GPU, sequence "
