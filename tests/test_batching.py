@@ -370,8 +370,15 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("group", [None, 1, 2], ids=["one-group", "group-of-1", "groups-of-2"])
 @pytest.mark.parametrize("strategy,kw", CASES)
-def test_same_batches_from_every_location(tmp_path, strategy, kw):
+def test_same_batches_from_every_location(tmp_path, monkeypatch, strategy, kw, group):
+    """On a torch device batches are gathered a group at a time (views of their rows): the
+    groups' edges must not show."""
+    if group is not None:
+        import midigen.data.batching as B
+
+        monkeypatch.setattr(B, "GROUP_POSITIONS", group * 3 * 5)  # `group` batches of 3 x (4 + 1)
     root = write_corpus(tmp_path, [7, 4, 10, 3, 12, 6])
     results = {}
     for loc in LOCATIONS:
