@@ -4,6 +4,8 @@ Built for the Lakh MIDI Dataset on a laptop (~176k files, ~5% broken):
 
 * **Parallel.** Worker processes parse and encode; the parent only hands out file paths and
   collects a few numbers per file, so its memory stays flat however many files there are.
+  Workers are forked where that is safe (Linux, no other thread in this process) and spawned
+  otherwise; each keeps its malloc heap between files (see `_keep_heap`).
 * **Nothing stalls or kills the run.** Each file has a time limit: a worker stuck on a
   pathological file (or crashed by one) is killed and replaced, and the file is reported in
   ``failures`` with the reason, like every unreadable file.
@@ -705,8 +707,9 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, steps
     ``offset[j]`` of the shard file ``names[shard[j]]``.
 
     They land back to back from token ``start`` of the (already sized) files ``tok_path`` and
-    ``step_path``; the steps are rebuilt from the ids (stored as ``steps_dtype``). Returns the number of tokens written. Runs
-    in the workers, so writing a Lakh-sized split takes all cores, not one.
+    ``step_path``; the steps are rebuilt from the ids and stored as ``steps_dtype``. Returns the
+    number of tokens written. Runs in the workers, so writing a Lakh-sized split takes all
+    cores, not one.
     """
     dtype, sdtype = np.dtype(vocab.dtype), np.dtype(steps_dtype)
     reader = _ShardReader(shards, names, dtype)
