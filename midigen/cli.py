@@ -57,12 +57,17 @@ def cmd_encode(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .data.prepare import prepare
+    from .errors import VocabError
 
-    r = prepare(
-        args.sources, args.out, _config(args), valid_fraction=args.valid_fraction,
-        test_fraction=args.test_fraction, seed=args.seed, workers=args.workers, timeout=args.timeout,
-        progress=not args.quiet, bpe_vocab=args.bpe_vocab, start_method=args.start_method,
-    )
+    try:
+        r = prepare(
+            args.sources, args.out, _config(args), valid_fraction=args.valid_fraction,
+            test_fraction=args.test_fraction, seed=args.seed, workers=args.workers, timeout=args.timeout,
+            progress=not args.quiet, bpe_vocab=args.bpe_vocab, start_method=args.start_method,
+        )
+    except (FileNotFoundError, VocabError) as exc:
+        print(f"midigen prepare: error: {exc}", file=sys.stderr)
+        return 2
     m = r.manifest
     print(f"prepared {args.out}: {m['files_ok']} files ok, {m['files_failed']} failed, "
           f"{m['duplicates']} duplicates skipped ({r.encoded} encoded now, {r.cached} from cache, "

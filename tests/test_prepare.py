@@ -366,3 +366,15 @@ def test_a_script_without_main_guard_gets_a_clear_error(tmp_path, bach_files):
     assert "RuntimeError: worker processes keep dying while they start" in r.stderr
     assert "__main__" in r.stderr.splitlines()[-1] and "workers=0" in r.stderr.splitlines()[-1]
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_missing_source_is_an_error_not_a_corpus(tmp_path, small_src):
+    """A typo in a folder name stops the run before anything is written, naming the path."""
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(FileNotFoundError, match="no_such_folder"):
+        prepare([small_src, missing], tmp_path / "out", workers=0, progress=False)
+    assert not (tmp_path / "out").exists()
+    r = subprocess.run([sys.executable, "-m", "midigen", "prepare", str(missing), "--out", str(tmp_path / "out"), "-q"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "no such file or folder" in r.stderr and str(missing) in r.stderr
+    assert "Traceback" not in r.stderr

@@ -558,6 +558,9 @@ def prepare(
     t0 = time.monotonic()
     if not 0 <= valid_fraction + test_fraction < 1:
         raise ValueError("valid_fraction + test_fraction must lie in [0, 1)")
+    missing = [s for s in map(str, sources) if not os.path.exists(s)]
+    if missing:  # (a typo in a folder name would otherwise make a corpus of one failure)
+        raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     encoding = encoding or EncodingConfig()
