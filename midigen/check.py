@@ -9,15 +9,13 @@ encoder's (Python fractions here, integer numpy there), so a bug in one cannot h
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .encoding import EncodingConfig, Vocab, decode, encode
 from .errors import MidiError
 from .midi import DRUMS, Score, find_midi_files, read_midi
@@ -129,8 +127,4 @@ def format_report(report: dict, width: int = 60) -> str:
 
 
 def write_json(report: dict, path) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, p)
+    atomic.write_json(path, report)

@@ -26,13 +26,10 @@ from pathlib import Path
 import torch
 
 from .encoding import Vocab
+from .errors import CheckpointError
 
 CHECKPOINT_FORMAT = "midigen.checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, corrupt or does not fit what loads it."""
 
 
 def _sha256(path: Path) -> str:

@@ -14,6 +14,8 @@ import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from .atomic import atomic_path
+
 #: Suffixes of music21 corpus files that hold real scores (rntxt files are harmonic analyses).
 _SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn", ".mid", ".midi", ".abc", ".md"}
 
@@ -41,9 +43,8 @@ def _export_one(src: str, dst: str, timeout: int) -> tuple[str, str | None]:
         written = 0
         for i, sc in enumerate(scores):
             out = dst if len(scores) == 1 else dst.replace(".mid", f"_{i:03d}.mid")
-            tmp = out + ".tmp"
-            sc.write("midi", fp=tmp)
-            os.replace(tmp, out)
+            with atomic_path(out) as tmp:
+                sc.write("midi", fp=str(tmp))
             written += 1
         return src, None if written else "no scores"
     except Exception as exc:  # music21 raises many kinds; report, never stop the export

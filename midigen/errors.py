@@ -26,3 +26,15 @@ class VocabError(ValueError):
 
 class DecodeError(ValueError):
     """A token sequence breaks the encoding's grammar (raised by ``decode(..., strict=True)``)."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, corrupt or does not fit what loads it."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+class PlaybackError(RuntimeError):
+    """Audio could not be rendered: a missing library or a bad SoundFont."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .errors import MidiError
 
 #: The instrument key used for drums (channel 10). Pitched instruments use their program 0..127.
@@ -360,9 +361,4 @@ def _to_symusic(score: Score):
 
 def write_midi(score: Score, path) -> Path:
     """Write ``score`` to ``path`` as a standard MIDI file (atomically: temp file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(score.to_bytes())
-    os.replace(tmp, p)
-    return p
+    return atomic.write_bytes(path, score.to_bytes())

@@ -8,19 +8,16 @@ Nothing is downloaded. Where the FluidSynth library is missing, `render` raises 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
+from .errors import PlaybackError
 from .midi import DRUMS, Score, read_midi
 
 DEFAULT_SAMPLE_RATE = 22050
-
-
-class PlaybackError(RuntimeError):
-    """Audio could not be rendered: a missing library or a bad SoundFont."""
 
 
 def default_soundfont() -> Path:
@@ -91,17 +88,13 @@ def write_wav(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -
     """Write mono float audio as 16-bit PCM WAV (atomically)."""
     import wave
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    tmp = p.with_name(p.name + ".tmp")
-    with wave.open(str(tmp), "wb") as w:
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
         w.writeframes(pcm.tobytes())
-    os.replace(tmp, p)
-    return p
+    return Path(path)
 
 
 def play(score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, seconds: float | None = None):

@@ -31,14 +31,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .checkpoint import (
+    CheckpointError,
+    load_training_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import JSONConfig
-from .checkpoint import CheckpointError, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
+from .errors import TrainingError
 from .model import MODELS, GPTConfig, MemoryConfig, build_model
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
 
 
 @dataclass

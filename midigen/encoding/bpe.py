@@ -20,11 +20,11 @@ decodable output. Tokenizers are saved as JSON, never pickled.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..errors import VocabError
 from .grammar import ALLOWED_KINDS, C_GAP_DUR, NEXT_CONTEXT
 from .index import Tokens
@@ -179,12 +179,7 @@ class BPE:
                 "tokenizer": json.loads(self.tokenizer.to_str())}
 
     def save(self, path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp, p)
-        return p
+        return atomic.write_json(path, self.to_dict(), indent=None)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "tokenizer") -> "BPE":

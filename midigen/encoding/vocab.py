@@ -12,11 +12,11 @@ tempo bin) in numpy lookup tables, so encoders and decoders work on whole arrays
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..errors import VocabError
 from .config import EncodingConfig
 
@@ -117,12 +117,7 @@ class Vocab:
 
     def save(self, path) -> Path:
         """Write the vocabulary as JSON (atomically)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, p)
-        return p
+        return atomic.write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict, expected: EncodingConfig | None = None, where: str = "vocabulary") -> "Vocab":
