@@ -63,8 +63,9 @@ def choices_of(cls, f) -> tuple | None:
     return None
 
 
-def _conform(cls, name: str, value, hint):
-    """``value`` read from JSON as the field's type (lists become tuples), or a ValueError."""
+def conform(cls, name: str, value, hint=None):
+    """``value`` read from JSON as the type of field ``name`` (lists become tuples), or a ValueError."""
+    hint = type_hints(cls)[name] if hint is None else hint
     inner, optional = unwrap_optional(hint)
     if value is None:
         if optional or hint is Any:
@@ -128,7 +129,7 @@ class JSONConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} key{'s' if len(unknown) > 1 else ''}: "
                              f"{', '.join(map(repr, unknown))} (known: {', '.join(names)})")
-        return cls(**{k: _conform(cls, k, v, hints[k]) for k, v in d.items()})
+        return cls(**{k: conform(cls, k, v, hints[k]) for k, v in d.items()})
 
     def replace(self, **changes):
         """A copy with some fields changed (checked as ``from_dict`` checks them)."""
