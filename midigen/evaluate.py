@@ -32,9 +32,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from .config import JSONConfig, opt
 from .encoding.quantise import ticks_to_steps
 from .midi import Score
 
@@ -221,9 +223,28 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     return out
 
 
-def evaluate(checkpoint, data, split: str = "test", samples: int = 16, max_new_tokens: int = 512,
-             seed: int = 0, device: str = "cpu", max_batches: int | None = None, progress: bool = True) -> dict:
-    """Likelihood on a split plus statistics of ``samples`` generated pieces against the split's."""
+@dataclass
+class EvaluateConfig(JSONConfig):
+    split: Literal["train", "valid", "test"] = opt("test", "the split whose likelihood and statistics are measured")
+    samples: int = opt(16, "pieces to generate for the music statistics (0: none)")
+    max_new_tokens: int = opt(512, "tokens per generated piece")
+    max_batches: int | None = opt(None, "limit the likelihood pass to this many batches (None: the whole split)")
+    seed: int = opt(0, "seed of the generated pieces")
+    device: str = opt("cpu", "cpu, cuda, cuda:1 ...")
+    progress: bool = opt(True, "show progress bars")
+
+
+def evaluate(checkpoint, data, split: str | None = None, config: EvaluateConfig | None = None, **overrides) -> dict:
+    """Likelihood on a split plus statistics of ``samples`` generated pieces against the split's.
+
+    ``config``: an `EvaluateConfig`; ``split`` and keyword arguments set its fields, e.g.
+    ``evaluate(ckpt, data, "test", samples=16)``.
+    """
+    if split is not None:
+        overrides["split"] = split
+    cfg = (config or EvaluateConfig()).replace(**overrides)
+    split, samples, max_new_tokens, seed = cfg.split, cfg.samples, cfg.max_new_tokens, cfg.seed
+    device, max_batches, progress = cfg.device, cfg.max_batches, cfg.progress
     from tqdm.auto import tqdm
 
     from .checkpoint import load_model

@@ -19,22 +19,36 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import JSONConfig, opt
 from .encoding import Tokens, encode
 from .encoding.grammar import C_SEP, C_START, contexts, token_tables
 from .encoding.vocab import K_DUR, K_INSTR
 
 
 @dataclass
-class SamplingConfig:
-    max_new_tokens: int = 512
-    temperature: float = 1.0
-    note_temperature: float | None = None  # defaults to `temperature`
-    duration_temperature: float | None = None  # defaults to `temperature`
-    top_k: int | None = None
-    top_p: float | None = None
-    min_length: int = 0  # no <eos> before the sequence has this many tokens
-    constrained: bool = True  # mask tokens the grammar does not allow
-    seed: int | None = None
+class SamplingConfig(JSONConfig):
+    max_new_tokens: int = opt(512, "tokens to sample (after the prompt)")
+    temperature: float = opt(1.0, "softmax temperature (below 1: safer, above 1: wilder)")
+    note_temperature: float | None = opt(None, "temperature of note tokens (None: temperature)")
+    duration_temperature: float | None = opt(None, "temperature of duration tokens (None: temperature)")
+    top_k: int | None = opt(None, "sample among the k most likely tokens only (None: all)")
+    top_p: float | None = opt(None, "nucleus sampling: the most likely tokens up to this probability mass (None: all)")
+    min_length: int = opt(0, "no <eos> before the sequence has this many tokens")
+    constrained: bool = opt(True, "mask the tokens the encoding's grammar does not allow next")
+    seed: int | None = opt(None, "random seed (None: a fresh one)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("temperature", "note_temperature", "duration_temperature"):
+            t = getattr(self, name)
+            if t is not None and t <= 0:
+                raise ValueError(f"{name} must be > 0, got {t}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
 
 
 class _Tables:
@@ -95,7 +109,7 @@ def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
     """
     cfg = config or SamplingConfig()
     if overrides:
-        cfg = SamplingConfig(**{**cfg.__dict__, **overrides})
+        cfg = cfg.replace(**overrides)
     model.eval()
     device = next(model.parameters()).device
     T = _Tables(vocab, cfg, device)

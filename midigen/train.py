@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import JSONConfig
+from .config import JSONConfig, opt
 from .data import PreparedCorpus, make_batches
 from .errors import TrainingError
 from .model import MODELS, GPTConfig, MemoryConfig, build_model
@@ -46,32 +47,37 @@ from .model import MODELS, GPTConfig, MemoryConfig, build_model
 
 @dataclass
 class TrainConfig(JSONConfig):
-    data: str = "data/prepared/bach"
-    out: str = "runs/gpt"
-    model: str = "gpt"  # gpt | xl | knn | xl+knn
-    strategy: str | None = None  # random_windows | per_song | contiguous; None: contiguous for
-    #                              memory models (rows must stream pieces), else random_windows
-    location: str = "disk"  # disk (memmap) | ram | a torch device such as cuda
-    batch_size: int = 8  # rows per micro-step, across all processes
-    grad_accum: int = 1  # micro-steps per optimizer step
-    seq_len: int = 256
-    max_steps: int = 1000
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    eval_interval: int = 100  # steps between validations (and checkpoints)
-    eval_batches: int | None = 20  # None: the whole validation split
-    patience: int | None = None  # stop after this many validations without improvement
-    log_interval: int = 10
-    seed: int = 0
-    device: str = "auto"  # auto: cuda if available, else cpu
-    compile: bool = False
-    progress: bool = True
+    data: str = opt("data/prepared/bach", "prepared corpus folder (from `midigen prepare`)")
+    out: str = opt("runs/gpt", "run folder: checkpoints, TensorBoard logs, history")
+    model: str = opt("gpt", "gpt, or with memory: xl (Transformer-XL), knn (Memorizing Transformers), xl+knn; "
+                     "a memory model defaults to rotary positions and the contiguous strategy", choices=MODELS)
+    strategy: Literal["random_windows", "per_song", "contiguous"] | None = opt(
+        None, "batching (None: contiguous for memory models, whose rows stream pieces, else random_windows)")
+    location: str = opt("disk", "where the corpus lives: disk (memmap), ram, or a torch device such as cuda")
+    batch_size: int = opt(8, "rows per micro-step, across all processes")
+    grad_accum: int = opt(1, "micro-steps per optimizer step")
+    seq_len: int = opt(256, "tokens per row (and the model's block size)")
+    max_steps: int = opt(1000, "optimizer steps")
+    lr: float = opt(3e-4, "peak learning rate (after the warm-up)")
+    min_lr: float = opt(3e-5, "learning rate at max_steps (cosine decay)")
+    warmup_steps: int = opt(100, "steps of linear warm-up")
+    weight_decay: float = opt(0.1, "AdamW weight decay (of the matrices)")
+    beta1: float = opt(0.9, "AdamW beta1")
+    beta2: float = opt(0.95, "AdamW beta2")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this")
+    eval_interval: int = opt(100, "steps between validations (and checkpoints)")
+    eval_batches: int | None = opt(20, "validation batches per evaluation (None or 0: the whole split)")
+    patience: int | None = opt(None, "stop after this many validations without improvement (None: never)")
+    log_interval: int = opt(10, "steps between updates of the progress bar's numbers")
+    seed: int = opt(0, "seed of the model's initialisation and the data order")
+    device: str = opt("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
+    compile: bool = opt(False, "torch.compile the model")
+    progress: bool = opt(True, "show a progress bar")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_batches == 0:
+            self.eval_batches = None
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

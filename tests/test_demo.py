@@ -66,4 +66,4 @@ def test_cli_evaluate_with_the_bundled_model(tmp_path, bach_files):
     assert set(result["statistics"]) >= {"pitch_range", "polyphony", "duration_hist", "ioi_hist"}
     r = subprocess.run([sys.executable, "-m", "midigen", "evaluate", "--checkpoint", str(tmp_path / "nope"), "--data", str(prep)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert r.returncode == 1 and "no such checkpoint" in r.stderr
+    assert r.returncode == 2 and "no such checkpoint" in r.stderr

@@ -76,4 +76,4 @@ def test_render_cli(tmp_path):
     bad.write_bytes(b"nope")
     r = subprocess.run([sys.executable, "-m", "midigen", "render", str(BACH / "bwv1.6.mid"), "--out", str(out),
                         "--soundfont", str(bad)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "not a SoundFont" in r.stderr
+    assert r.returncode == 2 and "not a SoundFont" in r.stderr

@@ -145,4 +145,4 @@ def test_cli_train_then_generate(corpus, tmp_path):
         assert s.n_notes > 0
     r = subprocess.run([sys.executable, "-m", "midigen", "generate", "--checkpoint", str(tmp_path / "missing"), "--out", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert r.returncode == 1 and "no such checkpoint" in r.stderr
+    assert r.returncode == 2 and "no such checkpoint" in r.stderr

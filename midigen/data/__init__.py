@@ -4,7 +4,7 @@ and fed to a model in batches (batching.py).
 Imports are lazy, so `prepare`'s worker processes start without loading torch.
 """
 
-__all__ = ["Contiguous", "PerSong", "PreparedCorpus", "RandomWindows", "make_batches", "prepare"]
+__all__ = ["Contiguous", "PerSong", "PrepareConfig", "PreparedCorpus", "RandomWindows", "make_batches", "prepare"]
 
 
 def __getattr__(name):
@@ -16,8 +16,8 @@ def __getattr__(name):
         from .corpus import PreparedCorpus
 
         return PreparedCorpus
-    if name == "prepare":
-        from .prepare import prepare
+    if name in ("prepare", "PrepareConfig"):
+        from .prepare import PrepareConfig, prepare
 
-        return prepare
+        return prepare if name == "prepare" else PrepareConfig
     raise AttributeError(f"module 'midigen.data' has no attribute {name!r}")

@@ -43,9 +43,11 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from ..config import JSONConfig, opt
 from ..encoding import EncodingConfig, Vocab, encode
 from ..encoding.index import steps_of
 from ..errors import MidiError, VocabError
@@ -59,6 +61,30 @@ CACHE_VERSION = 3  # the cache layout (shards + journal with each piece's last s
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SEND_EVERY = 0.05  # seconds: a worker reports at least this often while it works through a list
+
+
+@dataclass
+class PrepareConfig(JSONConfig):
+    """How `prepare` runs (what the tokens are is the `EncodingConfig`'s business)."""
+
+    workers: int | None = opt(None, "worker processes (None: the CPU count; 0: encode in this process, no time limit)")
+    valid_fraction: float = opt(0.05, "fraction of the pieces in the validation split")
+    test_fraction: float = opt(0.05, "fraction of the pieces in the test split")
+    seed: int = opt(0, "seed of the train/valid/test split (by a hash of each piece's content)")
+    timeout: float = opt(60.0, "seconds a worker may spend on one file before it is killed and the file reported")
+    bpe_vocab: int | None = opt(None, "also learn action-aware BPE of this vocabulary size, on the train split only")
+    start_method: Literal["fork", "spawn"] | None = opt(
+        None, "how worker processes start (None: fork on Linux when this process runs no other thread, else spawn)")
+    progress: bool = opt(True, "show a progress bar")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (0 <= self.valid_fraction and 0 <= self.test_fraction and self.valid_fraction + self.test_fraction < 1):
+            raise ValueError("valid_fraction + test_fraction must lie in [0, 1)")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {self.timeout}")
 
 
 @dataclass
@@ -524,32 +550,28 @@ def prepare(
     sources,
     out,
     encoding: EncodingConfig | None = None,
-    valid_fraction: float = 0.05,
-    test_fraction: float = 0.05,
-    seed: int = 0,
-    workers: int | None = None,
-    timeout: float = 60.0,
-    progress: bool = True,
-    bpe_vocab: int | None = None,
-    start_method: str | None = None,
+    config: PrepareConfig | None = None,
+    **overrides,
 ) -> PrepareResult:
     """Encode every MIDI file under ``sources`` into a prepared corpus at ``out``.
 
-    ``workers=0`` encodes in this process (no time limit; for debugging). ``start_method``:
-    how worker processes start, ``"fork"`` or ``"spawn"``; by default forked on Linux when this
-    process runs no other thread, else spawned (the output is the same). ``bpe_vocab``: also
-    learn an action-aware BPE tokenizer of that size on the *train split only*, save it as
-    ``tokenizer.json`` and write every split in BPE ids too (``{split}.bpe.*``). Returns a
-    `PrepareResult`; the corpus itself is described by ``out/manifest.json``.
+    ``config``: a `PrepareConfig`; keyword arguments set its fields, e.g. ``workers=0`` (encode
+    in this process: no time limit; for debugging), ``valid_fraction=0.1`` or ``bpe_vocab=1000``
+    (also learn an action-aware BPE tokenizer of that size on the *train split only*, save it as
+    ``tokenizer.json`` and write every split in BPE ids too, ``{split}.bpe.*``). Workers are
+    forked on Linux when this process runs no other thread, else spawned (the output is the
+    same; ``start_method`` chooses). Returns a `PrepareResult`; the corpus itself is described
+    by ``out/manifest.json``.
     """
+    cfg = (config or PrepareConfig()).replace(**overrides)
+    valid_fraction, test_fraction, seed, workers = cfg.valid_fraction, cfg.test_fraction, cfg.seed, cfg.workers
+    timeout, progress, bpe_vocab, start_method = cfg.timeout, cfg.progress, cfg.bpe_vocab, cfg.start_method
     if progress:
         from tqdm.auto import tqdm
     else:  # (importing tqdm.auto takes ~30 ms, 3% of a 2,000-file run)
         tqdm = _NoBar
 
     t0 = time.monotonic()
-    if not 0 <= valid_fraction + test_fraction < 1:
-        raise ValueError("valid_fraction + test_fraction must lie in [0, 1)")
     missing = [s for s in map(str, sources) if not os.path.exists(s)]
     if missing:  # (a typo in a folder name would otherwise make a corpus of one failure)
         raise FileNotFoundError("no such file or folder: " + ", ".join(missing))

@@ -6,47 +6,41 @@ mix with data made under another one.
 
 from __future__ import annotations
 
-import json
 import functools
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ..config import JSONConfig, opt
 
 #: Bump when the token layout changes in a way that makes old token files undecodable.
 ENCODING_VERSION = 1
 
 
 @dataclass(frozen=True)
-class EncodingConfig:
-    """How a `Score` becomes tokens.
+class EncodingConfig(JSONConfig):
+    """How a `Score` becomes tokens. Each field says what it does in its help text.
 
-    steps_per_beat:  grid resolution; 4 = sixteenth notes in 4/4 (the blog's choice).
-    max_duration:    longest note in steps; longer notes are clipped (and counted). Gaps longer
-                     than this are written as several ``<sep> dN`` pairs.
-    min_pitch, max_pitch: the note tokens' range; notes outside are dropped (and counted).
-    instruments:     keep each note's instrument (program, or drums) as instrument tokens.
-    tempo:           keep the tempo (initial and changes) as tempo tokens.
-    max_silence:     gaps between consecutive time steps longer than this many steps are
-                     shortened to it (and counted), so one absurd delta time cannot flood a
-                     corpus with separator tokens. ``None`` keeps every silence.
-    tempo_bins_per_octave, min_tempo, max_tempo: tempo tokens are geometric bins around
-                     120 qpm, ``2**(1/tempo_bins_per_octave)`` apart.
-    velocity:        velocity given to every note when decoding (the tokens carry none).
+    ``max_duration``: gaps longer than it are written as several ``<sep> dN`` pairs.
+    ``max_silence`` keeps one absurd delta time from flooding a corpus with separator tokens.
+    Tempo tokens are geometric bins around 120 qpm, ``2**(1/tempo_bins_per_octave)`` apart.
     """
 
-    steps_per_beat: int = 4
-    max_duration: int = 64
-    min_pitch: int = 0
-    max_pitch: int = 127
-    instruments: bool = True
-    tempo: bool = True
-    max_silence: int | None = 256
-    tempo_bins_per_octave: int = 12
-    min_tempo: float = 30.0
-    max_tempo: float = 300.0
-    velocity: int = 90
+    steps_per_beat: int = opt(4, "grid resolution: steps per quarter note (4: sixteenth notes)")
+    max_duration: int = opt(64, "longest note in steps; longer notes are clipped (and counted)")
+    min_pitch: int = opt(0, "lowest pitch kept; notes below are dropped (and counted)")
+    max_pitch: int = opt(127, "highest pitch kept; notes above are dropped (and counted)")
+    instruments: bool = opt(True, "instrument tokens (program or drums) for each note's instrument")
+    tempo: bool = opt(True, "tempo tokens (the initial tempo and each change)")
+    max_silence: int | None = opt(256, "silences longer than this many steps are shortened to it "
+                                       "(None: keep every silence; at least max_duration)")
+    tempo_bins_per_octave: int = opt(12, "tempo tokens per doubling of the tempo (geometric bins around 120 qpm)")
+    min_tempo: float = opt(30.0, "slowest tempo token (qpm)")
+    max_tempo: float = opt(300.0, "fastest tempo token (qpm)")
+    velocity: int = opt(90, "velocity of every decoded note (the tokens carry none)")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.steps_per_beat < 1:
             raise ValueError(f"steps_per_beat must be >= 1, got {self.steps_per_beat}")
         if self.max_duration < 1:
@@ -107,14 +101,7 @@ class EncodingConfig:
                 f"encoding version {version} is not supported by this midigen "
                 f"(it reads version {ENCODING_VERSION})"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown encoding config keys: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return super().from_dict(d)
 
     def diff(self, other: "EncodingConfig") -> dict:
         """Fields whose values differ: ``{name: (self_value, other_value)}``."""

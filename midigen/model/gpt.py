@@ -19,38 +19,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import JSONConfig
+from ..config import JSONConfig, opt
 
 
 @dataclass
 class GPTConfig(JSONConfig):
-    vocab_size: int = 365
-    block_size: int = 256  # longest sequence the model attends over
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    dropout: float = 0.0
-    bias: bool = False  # biases in Linear and LayerNorm layers (False: a little faster, as good)
-    tie_weights: bool = True  # output head shares the token embedding matrix
-    position: str = "learned"  # "learned" absolute position embeddings, or "rotary"
-    musical: bool = True  # beat-within-bar and bar embeddings from each token's time step
-    steps_per_bar: int = 16  # 4/4 at 4 steps per beat
-    max_bars: int = 512  # bar indices wrap around after this many bars
-    rope_base: float = 10000.0
+    vocab_size: int = opt(365, "tokens in the vocabulary (training: the corpus's)")
+    block_size: int = opt(256, "longest sequence the model attends over (training: --seq-len)")
+    n_layer: int = opt(4, "transformer blocks")
+    n_head: int = opt(4, "attention heads per block")
+    n_embd: int = opt(256, "width of the residual stream (a multiple of n_head)")
+    dropout: float = opt(0.0, "dropout probability")
+    bias: bool = opt(False, "biases in Linear and LayerNorm layers (without: a little faster, as good)")
+    tie_weights: bool = opt(True, "the output head shares the token embedding matrix")
+    position: Literal["learned", "rotary"] = opt("learned", "learned absolute position embeddings, or rotary")
+    musical: bool = opt(True, "beat-within-bar and bar embeddings from each token's time step")
+    steps_per_bar: int = opt(16, "steps per bar for the musical embeddings (training: 4 beats of the encoding)")
+    max_bars: int = opt(512, "bar indices wrap around after this many bars")
+    rope_base: float = opt(10000.0, "base of the rotary embeddings' frequencies")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if self.position not in ("learned", "rotary"):
-            raise ValueError(f"position must be 'learned' or 'rotary', got {self.position!r}")
         if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError("rotary positions need an even head size")
-
 
 
 class KVCache:

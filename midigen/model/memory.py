@@ -28,23 +28,26 @@ block still sees its own past.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import opt
 from .gpt import GPT, MLP, GPTConfig, KVCache, _rope
 
 
 @dataclass
 class MemoryConfig(GPTConfig):
-    position: str = "rotary"  # relative positions across segment boundaries need rotary
-    xl_memory: int = 0  # tokens of the past each layer attends to (0: no XL memory)
-    knn_layers: tuple = ()  # layers with a kNN memory
-    knn_capacity: int = 2048  # memories per row and layer (oldest out)
-    knn_topk: int = 32
-    knn_search: str = "exact"  # "exact": batched matmul + top-k on the model's device; "faiss": see below
+    position: Literal["learned", "rotary"] = opt("rotary", "memory models need rotary (positions relative to the segment)")
+    xl_memory: int = opt(0, "xl: tokens of the past each layer attends to (0: no XL memory; --model xl: seq-len)")
+    knn_layers: tuple = opt((), "knn: indices of the layers with a kNN memory (--model knn: the last layer)")
+    knn_capacity: int = opt(2048, "knn: memories per row and layer (the oldest make room)")
+    knn_topk: int = opt(32, "knn: memories retrieved per query")
+    knn_search: Literal["exact", "faiss"] = opt("exact", "knn: exact (batched matmul + top-k on the model's device) "
+                                                "or faiss (CPU, bounded memory for a huge capacity; pip install faiss-cpu)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,8 +58,6 @@ class MemoryConfig(GPTConfig):
             raise ValueError(f"knn_layers {self.knn_layers} outside 0..{self.n_layer - 1}")
         if self.knn_layers and self.knn_topk > self.knn_capacity:
             raise ValueError("knn_topk must not exceed knn_capacity")
-        if self.knn_search not in ("exact", "faiss"):
-            raise ValueError(f"knn_search must be 'exact' or 'faiss', got {self.knn_search!r}")
 
     @classmethod
     def for_model(cls, name: str, **kw) -> "MemoryConfig":
