@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from midigen import Score
-from midigen.evaluate import compare, music_statistics, overlap_and_kl
+from midigen.metrics import compare, music_statistics, overlap_and_kl
 
 Q = 480  # ticks per quarter = 4 steps
 
