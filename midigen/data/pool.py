@@ -132,10 +132,11 @@ class Pool:
     def run(self, paths, timeout: float, on_result, on_failure) -> int:
         """Encode ``paths``; returns the number of workers restarted.
 
-        Files travel as (index, path) and come back as ``on_result(FileResult)``. A file that takes longer than
-        ``timeout`` seconds, or whose worker dies, goes to ``on_failure(index, reason)``; the
-        worker is replaced, and the files it had finished but not reported yet and the rest of
-        its lists are queued again. A worker that dies before it is ready blames no file.
+        Files travel as (index, path) and come back as ``on_result(FileResult)``. A file that
+        takes longer than ``timeout`` seconds, or whose worker dies, goes to ``on_failure(index,
+        reason)``; the worker is replaced, and the files it had finished but not reported yet and
+        the rest of its lists are queued again. A worker that dies before it is ready blames no
+        file.
         """
         pool = self.workers
         again: list[int] = []  # files to send again (a replaced worker's), before the rest
