@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from midigen.checkpoint import load_model  # noqa: E402
 from midigen.data import PreparedCorpus  # noqa: E402
-from midigen.evaluate import likelihood  # noqa: E402
+from midigen.metrics import likelihood  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
 
 # "gpt": the plain GPT (learned absolute positions); "gpt-rotary": the same with rotary

@@ -11,7 +11,7 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
    *Steady state* is the encoding phase alone: files and notes per second between the 10th and
    the 90th percentile of the results the workers send back (every worker is up and busy; no
    start-up, no tail, no assembly). Phases are timed by wrapping
-   ``midigen.data.prepare._Pool.run`` and ``_assemble`` in the measuring process (the package's
+   ``midigen.data.pool.Pool.run`` and ``midigen.data.prepare.assemble`` in the measuring process (the package's
    code is not changed). "parent CPU" is the CPU time of the process running ``prepare()``
    during the encoding phase, over its wall time: near 100% would mean the parent is the
    bottleneck.
@@ -36,7 +36,7 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
 4. **Lakh projection** -- the full Lakh MIDI Dataset (176,581 files, ~5% broken), assuming
    ``--lakh-notes-per-file`` notes per readable file (default 5000: the four Lakh files in
    ``../shared/corpus/multitrack`` hold 2.9k-6.8k, mean 4.7k; these synthetic files hold ~2.2k).
-   A worker's job on one file (``_encode_one``: read, hash, parse, encode, append to the cache shard)
+   A worker's job on one file (``encode_one``: read, hash, parse, encode, append to the cache shard)
    is timed in this process on 400 synthetic files and fitted as ``a + b * notes``; the large
    run's wall time per second of that modelled work then scales to Lakh (main estimate), next to
    the two bounds "all cost per note" (measured notes/s) and "all cost per file" (files/s). Disk
@@ -96,9 +96,10 @@ def _proc_status(pid="self") -> dict:
 def child_main(sources: list[str], out: str, workers: int) -> None:
     """Run prepare() once, instrumented; print one JSON line with what happened."""
     from midigen.data import prepare as P
+    from midigen.data.pool import Pool
 
     marks: dict = {}
-    orig_pool, orig_assemble = P._Pool.run, P._assemble
+    orig_pool, orig_assemble = Pool.run, P.assemble
 
     def run_pool(self, paths, timeout, on_result, on_failure):
         marks["pool_start"] = time.monotonic()
@@ -113,9 +114,9 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
                 seen["rss_first"] = _proc_status().get("VmRSS")
             seen["last"] = now
             seen["n"] += 1
-            seen["notes"] += r[3]
+            seen["notes"] += r.notes
             times.append(now)
-            notes.append(r[3])
+            notes.append(r.notes)
             on_result(r)
 
         restarts = orig_pool(self, paths, timeout, wrapped, on_failure)
@@ -137,7 +138,7 @@ def child_main(sources: list[str], out: str, workers: int) -> None:
         marks["assemble_s"] = time.monotonic() - t
         return m
 
-    P._Pool.run, P._assemble = run_pool, assemble
+    Pool.run, P.assemble = run_pool, assemble
     t0 = time.monotonic()
     r = P.prepare(sources, out, workers=workers, progress=False)
     wall = time.monotonic() - t0
@@ -283,7 +284,7 @@ def disk_usage(path: Path, pattern: str) -> int:
 
 # ============================================================ real Lakh files vs synthetic
 def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 3) -> dict:
-    """Per-file cost of what a worker does (``_encode_one``: read, hash, parse, encode, append to
+    """Per-file cost of what a worker does (``encode_one``: read, hash, parse, encode, append to
     its cache shard), in this process, for synthetic files and the real Lakh files in ../shared.
 
     Each file is timed ``repeat`` times, each time into a fresh cache (so nothing is a cache
@@ -292,7 +293,8 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
     """
     import numpy as np
 
-    from midigen.data.prepare import _encode_one, _ShardWriter
+    from midigen.data.cache import ShardWriter
+    from midigen.data.worker import encode_one
     from midigen.encoding import Vocab
 
     vocab = Vocab()
@@ -307,12 +309,12 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
         for rep in range(repeat):
             cache = workdir / f"calibration-cache-{rep}"
             shutil.rmtree(cache, ignore_errors=True)
-            writer, known = _ShardWriter(cache, vocab.dtype), np.zeros(0, "S32")
+            writer, known = ShardWriter(cache, vocab.dtype), np.zeros(0, "S32")
             for i, f in enumerate(paths):
                 t = time.perf_counter()
-                r = _encode_one(str(f), vocab, writer, known)
+                r = encode_one(i, str(f), vocab, writer, known)
                 best[i] = min(best[i], time.perf_counter() - t)
-                tokens[i], notes[i] = r[2], r[3]
+                tokens[i], notes[i] = r.tokens, r.notes
             writer.close()
             shutil.rmtree(cache, ignore_errors=True)
         size = np.array([f.stat().st_size for f in paths], float)
@@ -601,7 +603,7 @@ def main(argv=None) -> int:
         ["whole output folder", f"{tokens * all_bytes / big['tokens'] / 1e9:.1f} GB", "split files + cache + index/manifest"],
     ]
     say(table(["", "projected", "from"], rows, md))
-    say("\nper-file cost of a worker's job (_encode_one: read, hash, parse, encode, append to the cache shard), one process, best of 3:\n")
+    say("\nper-file cost of a worker's job (encode_one: read, hash, parse, encode, append to the cache shard), one process, best of 3:\n")
     rows = []
     for name in ("synthetic", "real"):
         if name not in cal:

@@ -190,8 +190,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
-        """Validation loss, token-weighted, every token once, piece by piece (`evaluate.likelihood`)."""
-        from .evaluate import likelihood
+        """Validation loss, token-weighted, every token once, piece by piece (`metrics.likelihood`)."""
+        from .metrics import likelihood
 
         with self.autocast:
             m = likelihood(self.raw_model, self.valid_data, self.cfg.batch_size, self.cfg.seq_len,

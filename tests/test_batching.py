@@ -421,3 +421,14 @@ def test_pin_memory_without_cuda_warns_and_still_works(corpus_7_4_10):
     with pytest.warns(UserWarning, match="pin_memory"):
         ps = PerSong(c, 2, 4, pin_memory=True)
     assert not ps.pin_memory and len(list(ps)) == 2
+
+
+def test_rows_crossing_counts_rows_that_run_into_another_piece():
+    from midigen.data.batching import rows_crossing
+
+    piece = torch.tensor([[0, 0, 0, 0],     # one piece
+                          [1, 1, 2, 2],     # runs into piece 2
+                          [3, 3, -1, -1],   # padding after its piece: not another piece
+                          [-1, 4, 4, 5]])   # padding, then two pieces
+    assert rows_crossing({"piece": piece}) == 2
+    assert rows_crossing({"piece": piece[:1]}) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from midigen import Score
-from midigen.evaluate import compare, music_statistics, overlap_and_kl
+from midigen.metrics import compare, music_statistics, overlap_and_kl
 
 Q = 480  # ticks per quarter = 4 steps
 
@@ -58,3 +58,15 @@ def test_comparison_figures():
     assert oa == 0.0 and kl > 1
     oa, _ = overlap_and_kl([1, 2, 3, 4], [1, 2, 3, 4])
     assert oa == pytest.approx(1.0)
+
+
+def test_metrics_sit_below_train_and_the_evaluate_command():
+    """train imports the metrics, so the metrics must not import train (or anything above it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, midigen.metrics; "
+            "print(sorted(m for m in sys.modules if m in ('midigen.train', 'midigen.generate', 'midigen.evaluate', "
+            "'midigen.cli', 'midigen.checkpoint')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == "[]"

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import BACH, ROOT
 from midigen.data import PreparedCorpus
-from midigen.data.prepare import prepare, split_of
+from midigen.data.prepare import prepare
+from midigen.data.splits import split_of
 
 OUTPUTS = [f"{s}.{k}" for s in ("train", "valid", "test") for k in ("tokens.bin", "steps.bin", "index.npy", "pieces.json")]
 OUTPUTS += ["manifest.json", "vocab.json"]
@@ -264,14 +265,14 @@ def test_worker_protocol_never_sends_an_empty_batch(tmp_path, bach_files, monkey
     import threading
     from multiprocessing import Pipe, RawArray
 
-    from midigen.data import prepare as P
+    from midigen.data import worker
     from midigen.encoding import EncodingConfig
 
-    monkeypatch.setattr(P, "SEND_EVERY", -1.0)  # flush after every file
+    monkeypatch.setattr(worker, "SEND_EVERY", -1.0)  # flush after every file
     parent, child = Pipe()
     now = RawArray("d", 2)
-    t = threading.Thread(target=P._worker_main, args=(child, now, str(tmp_path / "shards"),
-                                                      EncodingConfig().to_dict(), b""))
+    t = threading.Thread(target=worker.worker_main, args=(child, now, str(tmp_path / "shards"),
+                                                          EncodingConfig().to_dict(), b""))
     t.start()
     files = [(i, str(f)) for i, f in enumerate(bach_files[:3])]
     parent.send(files)
@@ -283,7 +284,7 @@ def test_worker_protocol_never_sends_an_empty_batch(tmp_path, bach_files, monkey
     assert messages[0] == "ready"
     batches = messages[1:]
     assert [len(b) for b in batches] == [1, 1, 1]
-    assert [b[0][0] for b in batches] == [0, 1, 2] and all(b[0][4] is None for b in batches)
+    assert [b[0].index for b in batches] == [0, 1, 2] and all(b[0].error is None for b in batches)
     assert int(now[0]) == 3 and now[1] == 0.0  # three files started; idle now
 
 
@@ -333,7 +334,7 @@ def test_steps_are_uint16_unless_a_piece_is_too_long(tmp_path, bach_files):
 def test_busy_for_reads_the_shared_clock_once():
     """The worker resets its 'busy since' to 0 when a file is done; a parent that read it twice
     (test, then subtract) saw a file busy for `now - 0` seconds and timed it out."""
-    from midigen.data.prepare import _Worker
+    from midigen.data.pool import Worker
 
     class Flips:  # what a worker finishing its file between two reads looks like to the parent
         def __init__(self):
@@ -343,7 +344,7 @@ def test_busy_for_reads_the_shared_clock_once():
             self.reads += 1
             return 100.0 if self.reads == 1 else 0.0
 
-    w = object.__new__(_Worker)
+    w = object.__new__(Worker)
     w.now = Flips()
     assert w.busy_for(103.0) == 3.0
     w.now = [0.0, 0.0]

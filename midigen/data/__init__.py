@@ -1,5 +1,5 @@
-"""Corpora: folders of MIDI files -> prepared token files (prepare.py), read back (corpus.py),
-and fed to a model in batches (batching.py).
+"""Corpora: folders of MIDI files -> prepared token files (prepare.py, over pool, worker, cache,
+collect, splits and assemble), read back (corpus.py), and fed to a model in batches (batching.py).
 
 Imports are lazy, so `prepare`'s worker processes start without loading torch.
 """

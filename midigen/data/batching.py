@@ -78,7 +78,7 @@ IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
 CHUNK_BATCHES = 1024  # RandomWindows plans this many batches at a time (bounded memory)
 GROUP_POSITIONS = 1 << 20  # on a torch device, batches are gathered this many positions at a time
 
-__all__ = ["IGNORE_INDEX", "RandomWindows", "PerSong", "Contiguous", "make_batches", "STRATEGIES"]
+__all__ = ["IGNORE_INDEX", "RandomWindows", "PerSong", "Contiguous", "make_batches", "rows_crossing", "STRATEGIES"]
 
 
 @dataclass
@@ -472,3 +472,9 @@ def make_batches(corpus, strategy: str, batch_size: int, seq_len: int, **kw):
     except KeyError:
         raise ValueError(f"unknown batching strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}") from None
     return cls(corpus, batch_size, seq_len, **kw)
+
+
+def rows_crossing(batch) -> int:
+    """How many rows of ``batch`` run into a second piece (padding, piece -1, does not count)."""
+    p = batch["piece"]
+    return int(((p[:, 1:] != p[:, :-1]) & (p[:, 1:] >= 0)).any(dim=1).sum())

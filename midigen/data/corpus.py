@@ -2,7 +2,7 @@
 
 On disk, a prepared corpus is a folder::
 
-    manifest.json          what was encoded, how, what failed (see prepare.py)
+    manifest.json          what was encoded, how, what failed (written by assemble.py)
     vocab.json             the vocabulary (JSON, with its encoding config)
     {split}.tokens.bin     flat token ids of every piece of the split, back to back
                            (each piece is <sos> ... <eos>); uint16, or uint32 for huge vocabularies
@@ -88,10 +88,6 @@ class PreparedCorpus:
     def codec(self):
         """What the token ids mean: the `BPE` tokenizer if the corpus uses one, else the `Vocab`."""
         return self.tokenizer if self.tokenizer is not None else self.vocab
-
-    @property
-    def on_device(self) -> bool:
-        return self.location not in ("disk", "ram")
 
     def __len__(self) -> int:
         """Number of pieces."""
