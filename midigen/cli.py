@@ -38,16 +38,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_encode(args) -> int:
-    from .encoding import Vocab, encode
+    from .encoding import Tokenizer
     from .errors import MidiError
 
-    vocab = Vocab(_config(args))
+    tokenizer = Tokenizer(_config(args))
     try:
-        toks = encode(args.file, vocab)
+        toks = tokenizer.encode(args.file)
     except MidiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    words = vocab.to_tokens(toks.ids)
+    words = tokenizer.to_tokens(toks.ids)
     if args.limit:
         words = words[: args.limit] + (["..."] if len(toks) > args.limit else [])
     print(" ".join(words))
@@ -118,7 +118,7 @@ def cmd_train(args) -> int:
     trainer = Trainer(cfg, model_kw, resume=args.resume)
     if trainer.is_main:
         n = trainer.raw_model.num_params()
-        print(f"{cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.vocab)}, "
+        print(f"{cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.tokenizer)}, "
               f"{trainer.train_data.n_tokens:,} training tokens, device {trainer.device}"
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
               + (f", resuming at step {trainer.step}" if args.resume else ""))
@@ -139,7 +139,7 @@ def cmd_generate(args) -> int:
     from .midi import write_midi
 
     try:
-        model, vocab, meta = load_model(args.checkpoint, device=args.device)
+        model, tokenizer, meta = load_model(args.checkpoint, device=args.device)
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -147,17 +147,17 @@ def cmd_generate(args) -> int:
         from .generate import quantize_for_cpu
 
         model = quantize_for_cpu(model)
-    prompt = prompt_from_midi(args.prompt, vocab, beats=args.prompt_beats) if args.prompt else None
+    prompt = prompt_from_midi(args.prompt, tokenizer, beats=args.prompt_beats) if args.prompt else None
     cfg = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature,
                          note_temperature=args.note_temperature, duration_temperature=args.duration_temperature,
                          top_k=args.top_k, top_p=args.top_p, min_length=args.min_length, seed=args.seed)
-    outs = generate(model, vocab, prompt, num_samples=args.num_samples, config=cfg)
+    outs = generate(model, tokenizer, prompt, num_samples=args.num_samples, config=cfg)
     from pathlib import Path
 
     out = Path(args.out)
     for i, toks in enumerate(outs):
         path = out if args.num_samples == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        score = vocab.decode(toks.ids)
+        score = tokenizer.decode(toks.ids)
         write_midi(score, path)
         n_prompt = 0 if prompt is None else len(prompt)
         print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, {score.end_beats.max(initial=0):.1f} beats")

@@ -178,7 +178,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
 
     seq_len = seq_len or model.config.block_size
     model.eval()
-    note = torch.as_tensor(corpus.codec.notes_per_token(), device=device)
+    note = torch.as_tensor(corpus.tokenizer.notes_per_token(), device=device)
     uses_memory = hasattr(model, "new_memory")
     memory = None
     sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
@@ -230,23 +230,22 @@ def evaluate(checkpoint, data, split: str = "test", samples: int = 16, max_new_t
     from .data import PreparedCorpus
     from .generate import generate
 
-    model, codec, meta = load_model(checkpoint, device=device)
-    corpus = PreparedCorpus(data, split, bpe=hasattr(codec, "base"))
-    if corpus.codec != codec:
-        what = "BPE tokenizer" if hasattr(codec, "base") else "vocabulary"
+    model, tokenizer, meta = load_model(checkpoint, device=device)
+    corpus = PreparedCorpus(data, split, base=not tokenizer.has_merges)
+    if corpus.tokenizer != tokenizer:
+        what = "BPE tokenizer" if tokenizer.has_merges else "vocabulary"
         raise ValueError(f"{data} was prepared with another {what} than the checkpoint {checkpoint} uses")
-    vocab = getattr(codec, "base", codec)
     result = {"checkpoint": str(checkpoint), "data": str(data), "split": split}
     result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device)
-    spb = vocab.config.steps_per_beat
-    reference = [music_statistics(codec.decode(np.asarray(corpus.piece(i)[0])), spb)
+    spb = tokenizer.config.steps_per_beat
+    reference = [music_statistics(tokenizer.decode(np.asarray(corpus.piece(i)[0])), spb)
                  for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
     generated = []
     if samples:
-        outs = generate(model, codec, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+        outs = generate(model, tokenizer, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
                         min_length=min(max_new_tokens // 2, 128))
         for t in outs:
-            s = codec.decode(t.ids)
+            s = tokenizer.decode(t.ids)
             if s.n_notes:
                 generated.append(music_statistics(s, spb))
     result["samples"] = len(generated)

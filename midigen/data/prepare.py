@@ -25,7 +25,7 @@ Built for the Lakh MIDI Dataset on a laptop (~176k files, ~5% broken):
   between splits and adding files never moves the old ones.
 
 The output format is described in `midigen.data.corpus`; ``manifest.json`` records the encoding,
-vocabulary, what failed and why, duplicates, per-split sizes and the content hash of each source.
+tokenizer, what failed and why, duplicates, per-split sizes and the content hash of each source.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoding import EncodingConfig, Vocab, encode
+from ..encoding import EncodingConfig, Tokenizer
 from ..encoding.index import steps_of
 from ..errors import MidiError, VocabError
 from ..midi import Score, find_midi_files
@@ -203,7 +203,7 @@ def _is_known(known: np.ndarray, h: str) -> bool:
     return i < len(known) and known[i] == h.encode()
 
 
-def _encode_one(path: str, vocab: Vocab, writer: _ShardWriter, known: np.ndarray):
+def _encode_one(path: str, tokenizer: Tokenizer, writer: _ShardWriter, known: np.ndarray):
     """Worker body for one file: (path, hash, n_tokens, n_notes, error, was_cached, shard, offset,
     last_step).
 
@@ -217,7 +217,7 @@ def _encode_one(path: str, vocab: Vocab, writer: _ShardWriter, known: np.ndarray
     if _is_known(known, h):
         return path, h, 0, 0, None, True, None, 0, 0
     try:
-        toks = encode(Score.from_bytes(data, path=path), vocab)
+        toks = tokenizer.encode_base(Score.from_bytes(data, path=path))
     except MidiError as exc:
         return path, h, 0, 0, exc.reason, False, None, 0, 0
     except Exception as exc:  # a bug or something unforeseen: report, never stop the run
@@ -261,8 +261,8 @@ def _worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=(
     for c in inherited:  # else a worker whose parent was killed would wait forever on a pipe it
         c.close()  # holds open itself (seen: orphans blocked in recv after kill -9 of the parent)
     _keep_heap()
-    vocab = Vocab(EncodingConfig.from_dict(config))
-    writer = _ShardWriter(Path(shards), vocab.dtype)
+    tokenizer = Tokenizer(EncodingConfig.from_dict(config))
+    writer = _ShardWriter(Path(shards), tokenizer.dtype)
     known_hashes = np.frombuffer(known, "S32")
     try:
         conn.send("ready")  # imports done: from now on the parent's clock runs
@@ -271,13 +271,13 @@ def _worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=(
             if msg is None:
                 return
             if isinstance(msg, tuple):  # a part of the split files to write (after encoding)
-                conn.send(("written", _write_part(vocab, Path(shards), *msg)))
+                conn.send(("written", _write_part(tokenizer, Path(shards), *msg)))
                 continue
             done, sent = [], time.monotonic()
             for i, p in msg:
                 now[0] += 1  # files started so far
                 now[1] = time.monotonic()
-                done.append((i, *_encode_one(p, vocab, writer, known_hashes)[1:]))
+                done.append((i, *_encode_one(p, tokenizer, writer, known_hashes)[1:]))
                 now[1] = 0.0  # idle
                 if time.monotonic() - sent > SEND_EVERY:
                     conn.send(done)
@@ -349,10 +349,10 @@ class _Worker:
 class _Pool:
     """Worker processes, started before the file scan so their start-up overlaps it."""
 
-    def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray, start_method: str | None = None):
+    def __init__(self, workers: int, shards: Path, tokenizer: Tokenizer, known: np.ndarray, start_method: str | None = None):
         _start_method(start_method)  # (an unknown method fails here, before any process starts)
         self.start_method = start_method
-        self.args = (str(shards), vocab.config.to_dict(), known.tobytes())
+        self.args = (str(shards), tokenizer.config.to_dict(), known.tobytes())
         self.workers: list[_Worker] = []
         for _ in range(max(1, workers)):
             self.workers.append(self._start())
@@ -556,20 +556,18 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     encoding = encoding or EncodingConfig()
-    vocab = Vocab(encoding)
-    vocab_path = out / "vocab.json"
-    if vocab_path.exists():
+    tokenizer = Tokenizer(encoding)  # the base tokenizer (BPE merges, if any, come at the end)
+    if (out / "tokenizer.json").exists() or (out / "vocab.json").exists():  # (vocab.json: the old layout)
         try:
-            Vocab.load(vocab_path, expected=encoding)
+            Tokenizer.load(out, expected=encoding)
         except VocabError as exc:
             raise VocabError(f"{out} holds a corpus prepared differently; use another --out or delete it ({exc})") from None
-    vocab.save(vocab_path)
     # The cache is keyed by encoding too, so corpora with other configs can share a folder tree.
     config_key = hashlib.blake2b(json.dumps(encoding.to_dict(), sort_keys=True).encode(), digest_size=6).hexdigest()
     cache = out / "cache" / f"v{CACHE_VERSION}-{config_key}"
-    journal = _Journal(cache, vocab.dtype)
+    journal = _Journal(cache, tokenizer.dtype)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    pool = _Pool(n_workers, cache / "shards", vocab, journal.known, start_method) if n_workers > 0 else None
+    pool = _Pool(n_workers, cache / "shards", tokenizer, journal.known, start_method) if n_workers > 0 else None
 
     try:
         files = find_midi_files(sources, as_str=True)
@@ -622,10 +620,10 @@ def prepare(
 
         try:
             if pool is None:
-                writer = _ShardWriter(cache / "shards", vocab.dtype)
+                writer = _ShardWriter(cache / "shards", tokenizer.dtype)
                 try:
                     for i, f in enumerate(files):
-                        on_result((i, *_encode_one(f, vocab, writer, journal.known)[1:]))
+                        on_result((i, *_encode_one(f, tokenizer, writer, journal.known)[1:]))
                 finally:
                     writer.close()
             else:
@@ -633,7 +631,7 @@ def prepare(
         finally:
             journal.flush()  # nothing encoded is lost, even on Ctrl-C
             bar.close()
-        result.manifest = _assemble(out, state, journal, cache, vocab, valid_fraction, test_fraction, seed, bpe_vocab, pool)
+        result.manifest = _assemble(out, state, journal, cache, tokenizer, valid_fraction, test_fraction, seed, bpe_vocab, pool)
     finally:
         if pool is not None:
             pool.close()
@@ -696,7 +694,7 @@ PART_TOKENS = 1 << 20  # tokens per part of a split file written by one worker (
 WRITE_TOKENS = 1 << 18  # tokens per write: few syscalls, small bounded memory
 
 
-def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, steps_dtype: str, start: int, names,
+def _write_part(tokenizer: Tokenizer, shards: Path, tok_path: str, step_path: str, steps_dtype: str, start: int, names,
                 shard, offset, n_tokens) -> int:
     """Copy pieces from the cache into the split files: piece ``j`` is ``n_tokens[j]`` ids at byte
     ``offset[j]`` of the shard file ``names[shard[j]]``.
@@ -706,7 +704,7 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, steps
     number of tokens written. Runs in the workers, so writing a Lakh-sized split takes all
     cores, not one.
     """
-    dtype, sdtype = np.dtype(vocab.dtype), np.dtype(steps_dtype)
+    dtype, sdtype = np.dtype(tokenizer.dtype), np.dtype(steps_dtype)
     reader = _ShardReader(shards, names, dtype)
     ft, fs = os.open(tok_path, os.O_WRONLY), os.open(step_path, os.O_WRONLY)
     chunk, at = [], start
@@ -714,7 +712,7 @@ def _write_part(vocab: Vocab, shards: Path, tok_path: str, step_path: str, steps
     def flush():  # one write per file for ~WRITE_TOKENS tokens; steps over the whole chunk at once
         nonlocal at
         ids = np.concatenate(chunk)
-        steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
+        steps = steps_of(ids, tokenizer, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
         _pwrite_all(ft, ids, at * dtype.itemsize)
         _pwrite_all(fs, steps.astype(sdtype, copy=False), at * sdtype.itemsize)
         at += len(ids)
@@ -767,7 +765,7 @@ def _write_split(out: Path, prefix: str, pieces, dtype, notes_of, steps_dtype) -
     return renames, {"files": len(lengths), "tokens": int(lengths.sum()), "notes": int(notes)}
 
 
-def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fraction, test_fraction, seed,
+def _assemble(out, state: _FileTable, journal: _Journal, cache, tokenizer, valid_fraction, test_fraction, seed,
               bpe_vocab=None, pool: _Pool | None = None) -> dict:
     """Write the split files and the manifest from the cache: duplicates out, pieces to their
     splits, the split files written in parts (by the workers when there are any), then every
@@ -785,7 +783,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
                      np.int8).reshape(-1)
     by_split = {s: kept[where == k] for k, s in enumerate(SPLITS)}  # file indices, in path order
 
-    dtype = np.dtype(vocab.dtype)
+    dtype = np.dtype(tokenizer.dtype)
     # Steps as uint16 (2 bytes a token instead of 4) while every piece is shorter than 65,536
     # steps (over two hours at 4 steps a beat and 120 bpm), else int32.
     sdtype = np.dtype(np.uint16 if state.last_step[kept].max(initial=0) <= np.iinfo(np.uint16).max else np.int32)
@@ -820,7 +818,7 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
     if pool is not None:
         written = pool.map_parts(parts)
     else:
-        written = [_write_part(vocab, cache / "shards", *part) for part in parts]
+        written = [_write_part(tokenizer, cache / "shards", *part) for part in parts]
     if sum(written) != sum(s["tokens"] for s in splits.values()):  # (never seen; never rename a short file)
         raise RuntimeError(f"{out}: the split files came out incomplete; run prepare again")
 
@@ -831,35 +829,34 @@ def _assemble(out, state: _FileTable, journal: _Journal, cache, vocab, valid_fra
                 json.dump([files[i] for i in by_split[split]], f, indent=0)
             renames.append((pieces_tmp, f"{split}.pieces.json"))
         bpe_info = None
+        final = tokenizer  # what the corpus's ids mean: the base tokenizer, or one with merges
         if bpe_vocab:
-            from ..encoding.bpe import BPE
             from ..encoding.index import Tokens
 
             def split_pieces(split):
                 for ids in split_ids(split):
-                    yield ids, steps_of(ids, vocab)
+                    yield ids, steps_of(ids, tokenizer)
 
-            bpe = BPE.train(split_pieces("train"), vocab, bpe_vocab)  # the train split only: no leak
-            tok_tmp = out / "tokenizer.json.tmp"
-            tok_tmp.write_text(json.dumps(bpe.to_dict()))
-            renames.append((tok_tmp, "tokenizer.json"))
-            bpe_info = {"file": "tokenizer.json", "vocab_size": len(bpe), "token_dtype": np.dtype(bpe.dtype).name,
+            final = tokenizer.train_bpe(split_pieces("train"), bpe_vocab)  # the train split only: no leak
+            bpe_info = {"file": "tokenizer.json", "vocab_size": len(final), "token_dtype": np.dtype(final.dtype).name,
                         "trained_on": "train", "splits": {}}
             for split in SPLITS:
-                encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
-                r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype),
-                                                            bpe.notes_per_token(), sdtype)
+                encoded = ((e.ids, e.steps) for e in (final.apply_bpe(Tokens(i, st)) for i, st in split_pieces(split)))
+                r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(final.dtype),
+                                                            final.notes_per_token(), sdtype)
                 renames += r
-        elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
-            renames.append((None, "tokenizer.json"))
+        tok_tmp = final.save(out / "tokenizer.tmp.json")  # renamed into place with the split files
+        renames.append((tok_tmp, "tokenizer.json"))
+        if (out / "vocab.json").exists():  # a corpus of the old layout, prepared again: now in tokenizer.json
+            renames.append((None, "vocab.json"))
     finally:
         reader.close()
 
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
-        "encoding": vocab.config.to_dict(),
-        "vocab": {"file": "vocab.json", "size": len(vocab)},
+        "encoding": tokenizer.config.to_dict(),
+        "tokenizer": {"file": "tokenizer.json", "size": len(final), "hash": final.hash},
         "token_dtype": dtype.name,
         "steps_dtype": sdtype.name,
         "split": {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed},
