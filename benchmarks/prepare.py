@@ -293,9 +293,9 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
     import numpy as np
 
     from midigen.data.prepare import _encode_one, _ShardWriter
-    from midigen.encoding import Vocab
+    from midigen.encoding import Tokenizer
 
-    vocab = Vocab()
+    tokenizer = Tokenizer()
     files = sorted(synth_dir.rglob("*.mid"))
     synth = files[:: max(1, len(files) // n_synth)][:n_synth]
     real = sorted((ROOT.parent / "shared" / "corpus" / "multitrack").glob("*.mid"))
@@ -307,10 +307,10 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
         for rep in range(repeat):
             cache = workdir / f"calibration-cache-{rep}"
             shutil.rmtree(cache, ignore_errors=True)
-            writer, known = _ShardWriter(cache, vocab.dtype), np.zeros(0, "S32")
+            writer, known = _ShardWriter(cache, tokenizer.dtype), np.zeros(0, "S32")
             for i, f in enumerate(paths):
                 t = time.perf_counter()
-                r = _encode_one(str(f), vocab, writer, known)
+                r = _encode_one(str(f), tokenizer, writer, known)
                 best[i] = min(best[i], time.perf_counter() - t)
                 tokens[i], notes[i] = r[2], r[3]
             writer.close()

@@ -106,6 +106,11 @@ class Tokenizer:
         """How many base tokens each id stands for (1 for base ids)."""
         return self._lengths
 
+    @functools.cached_property
+    def pieces(self) -> list[np.ndarray]:
+        """The base ids each id stands for (``[i]`` for a base id ``i``)."""
+        return [self._pieces[i, : self._lengths[i]] for i in range(len(self))]
+
     def to_ids(self, tokens) -> np.ndarray:
         """Token strings (a list, or one space-separated string) to ids."""
         if isinstance(tokens, str):
@@ -181,8 +186,7 @@ class Tokenizer:
 
     @functools.cached_property
     def _hf(self):
-        pieces = [self._pieces[i, : self._lengths[i]] for i in range(len(self))]
-        return bpe.build(pieces, self.merges)
+        return bpe.build(self.pieces, self.merges)
 
     def decode(self, ids, *, strict: bool = False) -> Score:
         """Token ids -> `Score` (tempo from tempo tokens, instruments from instrument tokens).
