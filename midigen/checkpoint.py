@@ -166,6 +166,23 @@ def read_checkpoint(path, verify: bool = True):
     return p, meta, tokenizer
 
 
+def upgrade_checkpoint(path) -> Path:
+    """Rewrite a checkpoint of the old layout (``vocab.json``, maybe a ``midigen.bpe``
+    ``tokenizer.json``) in place into the current one (one ``tokenizer.json``); the weights and
+    config are untouched. Every file is checked first; returns the folder."""
+    from . import atomic
+
+    p, _, tokenizer = read_checkpoint(path)
+    if not (p / "vocab.json").is_file():
+        return p  # already current
+    tokenizer.save(p / "tokenizer.json")
+    sums = {k: v for k, v in json.loads((p / "checksums.json").read_text()).items() if k != "vocab.json"}
+    sums["tokenizer.json"] = _sha256(p / "tokenizer.json")
+    atomic.write_json(p / "checksums.json", sums)
+    (p / "vocab.json").unlink()
+    return p
+
+
 def build_model(name: str, model_config: dict):
     from .model import build_model as build
 

@@ -235,6 +235,13 @@ def test_old_layout_corpus_and_checkpoint_load(tmp_path, bach_files):
     model, loaded, meta = load_model(ckpt)
     assert loaded == tok
     assert evaluate(ckpt, old, samples=0)["likelihood"]["loss"] == pytest.approx(before, abs=1e-6)
+    # an old checkpoint is rewritten in place into the new layout (as checkpoints/bach-gpt was)
+    from midigen.checkpoint import upgrade_checkpoint
+
+    upgrade_checkpoint(ckpt)
+    assert not (ckpt / "vocab.json").exists()
+    assert sorted(json.loads((ckpt / "checksums.json").read_text())) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert load_model(ckpt)[1] == tok
     # preparing the old-layout corpus again moves it to the new layout
     prepare([src], old, workers=0, progress=False, valid_fraction=0.2, test_fraction=0.2, bpe_vocab=450)
     assert not (old / "vocab.json").exists() and Tokenizer.load(old / "tokenizer.json") == tok
