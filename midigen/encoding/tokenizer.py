@@ -220,7 +220,8 @@ class Tokenizer:
     def __eq__(self, other) -> bool:
         return isinstance(other, Tokenizer) and self.hash == other.hash
 
-    __hash__ = None  # mutable-looking object; compare with ==
+    def __hash__(self) -> int:
+        return hash(self.hash)
 
     def __repr__(self) -> str:
         merged = f", merges={len(self.merges)}, longest={int(self._lengths.max())}" if self.has_merges else ""
