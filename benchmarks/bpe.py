@@ -4,8 +4,8 @@ One run, the same files for both tools:
 
 1. **Training** on the Bach chorales (``data/bach``), split deterministically by the sorted file
    list: files whose index ``% 10 != 0`` train, the others (every tenth, 41 of 410) are held out.
-   midigen: ``encode(path, vocab)`` for every training file (the *base tokenisation*), then
-   ``BPE.train(tokens, vocab, size)`` at each ``--sizes`` (default 500 1000 2000 4000).
+   midigen: ``tokenizer.encode(path)`` for every training file (the *base tokenisation*), then
+   ``tokenizer.train_bpe(tokens, size)`` at each ``--sizes`` (default 500 1000 2000 4000).
    MidiTok: ``REMI(TokenizerConfig()).train(vocab_size=1000, model="BPE", files_paths=...)``,
    whose time includes reading and tokenising the files, so midigen's comparable time is the sum
    of its base tokenisation and its BPE training. Each is timed ``--train-repeat`` times
@@ -18,7 +18,7 @@ One run, the same files for both tools:
    corpus (``../shared/corpus``, which shows how the Bach-trained tokenizers transfer): base
    tokens/note, BPE tokens/note and the reduction factor (base / BPE).
 3. **Losslessness** on every file of every set: midigen
-   ``np.array_equal(bpe.to_base(bpe.encode(t).ids), t.ids)`` for every size; MidiTok: the BPE ids
+   ``np.array_equal(bpe.to_base(bpe.apply_bpe(t).ids), t.ids)`` for every size; MidiTok: the BPE ids
    of ``tok.encode(path)`` put through ``tok.decode_token_ids`` must give back the base ids of
    ``tok.encode(path, encode_ids=False)``, track by track.
 4. **Encode throughput** on the Bach files (all of them), notes/s, best of ``--repeat`` passes
@@ -70,8 +70,7 @@ import numpy as np  # noqa: E402
 import symusic  # noqa: E402
 
 from _tables import print_table as table  # noqa: E402
-from midigen.encoding import Tokens, Vocab, encode  # noqa: E402
-from midigen.encoding.bpe import BPE  # noqa: E402
+from midigen.encoding import Tokenizer, Tokens, encode  # noqa: E402
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 
@@ -161,7 +160,7 @@ class Corpus:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def load_corpus(folder: Path, label: str, vocab: Vocab, plain_remi) -> Corpus:
+def load_corpus(folder: Path, label: str, vocab: Tokenizer, plain_remi) -> Corpus:
     """Read every file with every tool (untimed; also the warm-up); skip what any tool fails on."""
     found = midi_files(folder)
     ok, skipped = [], {}
@@ -206,7 +205,7 @@ class Trained:
         return (self.tokenise_s or 0.0) + self.train_s
 
 
-def train_all(train: FileSet, vocab: Vocab, sizes: list[int], remi_size: int, repeat: int) -> list[Trained]:
+def train_all(train: FileSet, vocab: Tokenizer, sizes: list[int], remi_size: int, repeat: int) -> list[Trained]:
     """Train every tokenizer ``repeat`` times, round-robin; keep each one's best wall and CPU time."""
     wall: dict = {}
     cpu: dict = {}
@@ -222,7 +221,7 @@ def train_all(train: FileSet, vocab: Vocab, sizes: list[int], remi_size: int, re
     for _ in range(repeat):
         tokens = timed("tokenise", lambda: [encode(p, vocab) for p in paths])
         for size in sizes:
-            models[size] = timed(size, lambda: BPE.train(tokens, vocab, size))
+            models[size] = timed(size, lambda: vocab.train_bpe(tokens, size))
         tok = remi()
         with quiet_stdout():  # MidiTok forces the Hugging Face progress bar on (blank lines when piped)
             timed("remi", lambda: tok.train(vocab_size=remi_size, model="BPE", files_paths=paths))
@@ -265,9 +264,9 @@ def compress(files: FileSet, model: Trained, failures: list[str]) -> Compression
     base_tokens = bpe_tokens = lossless = 0
     for path in files.paths:
         if model.tool == "midigen":
-            bpe: BPE = model.model
+            bpe: Tokenizer = model.model
             t = files.base[path]
-            ids = bpe.encode(t).ids
+            ids = bpe.apply_bpe(t).ids
             base_tokens += len(t.ids)
             bpe_tokens += len(ids)
             exact = np.array_equal(bpe.to_base(ids), t.ids)
@@ -303,11 +302,11 @@ class Speed:
         return self.notes / self.seconds
 
 
-def throughput(files: FileSet, vocab: Vocab, bpe: BPE, trained_remi, repeat: int) -> list[Speed]:
+def throughput(files: FileSet, vocab: Tokenizer, bpe: Tokenizer, trained_remi, repeat: int) -> list[Speed]:
     plain_remi = remi()
     tools: list[tuple[str, Callable[[str], object]]] = [
         ("midigen", lambda p: encode(p, vocab)),
-        (f"midigen + BPE {len(bpe)}", lambda p: bpe.encode(encode(p, vocab))),
+        (f"midigen + BPE {len(bpe)}", lambda p: bpe.encode(p)),
         ("MidiTok REMI", lambda p: plain_remi(symusic.Score(p))),
         (f"MidiTok REMI + BPE {len(trained_remi)}", lambda p: trained_remi(symusic.Score(p))),
     ]
@@ -389,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_size not in args.sizes:
         args.sizes = sorted(set(args.sizes) | {args.compare_size})
     t_start = time.perf_counter()
-    vocab = Vocab()
+    vocab = Tokenizer()
     plain_remi = remi()
     print(f"Python {sys.version.split()[0]}, symusic {symusic.__version__}, MidiTok {version('miditok')}, "
           f"tokenizers {tokenizers.__version__}; one thread; base vocabularies: midigen {len(vocab)}, "

@@ -59,18 +59,18 @@ def main():
         t0 = time.perf_counter()
         Trainer(cfg, dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width, dropout=0.1)).train()
         train_s = time.perf_counter() - t0
-        model, codec, _ = load_model(run / "latest")
+        model, tokenizer, _ = load_model(run / "latest")
         valid = PreparedCorpus(data, "valid")
-        base_valid = PreparedCorpus(data, "valid", bpe=False)
+        base_valid = PreparedCorpus(data, "valid", base=True)
         m = likelihood(model, valid, batch_size=args.batch, seq_len=args.seq_len)
         # the same nats over the same base tokens and notes, whatever the vocabulary
         base_tokens = base_valid.n_tokens - len(base_valid)  # targets: all but each piece's first token
         nats = m["loss"] * m["tokens"]
         t0 = time.perf_counter()
-        outs = generate(model, codec, num_samples=1, max_new_tokens=args.gen_tokens, seed=0, min_length=args.gen_tokens)
+        outs = generate(model, tokenizer, num_samples=1, max_new_tokens=args.gen_tokens, seed=0, min_length=args.gen_tokens)
         gen_s = time.perf_counter() - t0
-        notes = sum(codec.decode(o.ids).n_notes for o in outs)
-        rows.append({"tokenizer": name, "vocab": len(codec), "params": model.num_params(),
+        notes = sum(tokenizer.decode(o.ids).n_notes for o in outs)
+        rows.append({"tokenizer": name, "vocab": len(tokenizer), "params": model.num_params(),
                      "train_tokens": valid.n_tokens and PreparedCorpus(data, "train").n_tokens,
                      "valid_loss_per_token": m["loss"], "valid_nats_per_base_token": nats / base_tokens,
                      "valid_bits_per_note": m["bits_per_note"], "train_seconds": train_s,

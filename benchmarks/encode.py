@@ -2,8 +2,8 @@
 
 What it measures, per folder of MIDI files, in files/s and notes/s (one process, one thread):
 
-* ``midigen``       ``encode(read_midi(path), Vocab())``: parse with symusic, quantise, tokenise.
-* ``midigen blog``  the same with the blog's scheme, ``Vocab(EncodingConfig.blog())``.
+* ``midigen``       ``Tokenizer().encode(read_midi(path))``: parse with symusic, quantise, tokenise.
+* ``midigen blog``  the same with the blog's scheme, ``Tokenizer(EncodingConfig.blog())``.
 * ``MidiTok REMI``  ``REMI(TokenizerConfig())(symusic.Score(path))``: the usual tokeniser, same parser.
 * ``music21``       ``music21.converter.parse(path, forceSource=True)`` then (pitch, offset,
   duration) for every note of ``s.flatten().notes``, as the original notebooks did. It is ~1000x
@@ -59,7 +59,7 @@ from typing import Callable  # noqa: E402
 
 import symusic  # noqa: E402
 
-from midigen import EncodingConfig, Vocab, encode, read_midi  # noqa: E402
+from midigen import EncodingConfig, Tokenizer, read_midi  # noqa: E402
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 REFERENCE = "MidiTok REMI"  # the ratio column is relative to this tool
@@ -78,8 +78,8 @@ class Tool:
 
 
 def midigen_tool(config: EncodingConfig | None = None, name: str = "midigen") -> Tool:
-    vocab = Vocab(config) if config is not None else Vocab()
-    return Tool(name, lambda path: encode(read_midi(path), vocab))
+    tokenizer = Tokenizer(config)
+    return Tool(name, lambda path: tokenizer.encode(read_midi(path)))
 
 
 def miditok_tool() -> Tool | None:

@@ -1,6 +1,6 @@
 """Transformer memory: training speed, resident memory and correctness, midigen against the peers.
 
-One configuration for every model: vocabulary ``len(midigen.Vocab())`` (365), width 256, 4 layers,
+One configuration for every model: vocabulary ``len(midigen.Tokenizer())`` (365), width 256, 4 layers,
 4 heads, segment (block) 256, batch 8, fp32 on the CPU, one thread. Each model trains on the same
 stream of consecutive segments (random tokens; per row one long "piece" whose time steps keep
 rising), and every memory is carried from one segment to the next, as the ``contiguous`` batcher
@@ -128,7 +128,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from _tables import print_table, ratio  # noqa: E402
-from midigen import Vocab  # noqa: E402
+from midigen import Tokenizer  # noqa: E402
 from midigen.model.gpt import GPT, GPTConfig  # noqa: E402
 from midigen.model.memory import MemoryAttention, MemoryConfig, MemoryGPT  # noqa: E402
 
@@ -337,7 +337,7 @@ def rss_child(args) -> int:
     """One model, ``--rss-segments`` training segments; prints a JSON line of RSS figures (MiB):
     before and after building the model, and after every segment."""
     torch.set_num_threads(1)
-    V = len(Vocab())
+    V = len(Tokenizer())
     n_segments = 16
     ids, steps = stream(V, args.batch, args.seq, n_segments, args.seed)
     before = rss_mib()
@@ -568,7 +568,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    vocab = Vocab()
+    vocab = Tokenizer()
     V = len(vocab)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:

@@ -1,6 +1,6 @@
 """The GPT's speed: training and generation tokens/s, midigen against x-transformers.
 
-One configuration for every model (the project's default): vocabulary ``len(midigen.Vocab())``
+One configuration for every model (the project's default): vocabulary ``len(midigen.Tokenizer())``
 (365), width 256, 4 layers, 4 heads, dropout 0, fp32 on the CPU.
 
 **Training** (batch 8 x sequence 256; forward, cross-entropy, backward and an AdamW step), in
@@ -35,7 +35,7 @@ models (speed does not depend on the weights) whose context holds the whole piec
   keeps an untrained model from ending the piece early, so every run makes all 512 tokens).
 * ``midigen generate, top_p=0.9``  the same with nucleus filtering (a sort per token).
 * ``midigen uncached``  the baseline: a plain loop that re-runs the whole prefix through the model
-  for every token, with the same grammar mask (`midigen.encoding.grammar.Grammar`) and
+  for every token, with the same grammar mask (``tokenizer.grammar``) and
   time-step tracking; written here, it is not part of midigen.
 * ``x-transformers cached``  ``AutoregressiveWrapper(model).generate(prompt, seq_len=512,
   cache_kv=True)`` with its default sampling (top-k, 10% of the vocabulary; no grammar).
@@ -112,9 +112,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from _tables import print_table, ratio  # noqa: E402
-from midigen import Vocab  # noqa: E402
-from midigen.encoding.grammar import C_GAP_DUR, NEXT_CONTEXT, Grammar, contexts  # noqa: E402
-from midigen.encoding.vocab import K_INSTR  # noqa: E402
+from midigen import Tokenizer  # noqa: E402
+from midigen.encoding.grammar import C_START  # noqa: E402
 from midigen.generate import generate  # noqa: E402
 from midigen.model.gpt import GPT, GPTConfig  # noqa: E402
 
@@ -240,32 +239,32 @@ def bench_training(cases: list[TrainCase], tokens_per_step: int, steps: int, war
 
 # ----------------------------------------------------------------------------- generation
 @torch.no_grad()
-def uncached_generate(model: GPT, vocab: Vocab, max_new_tokens: int, seed: int) -> np.ndarray:
+def uncached_generate(model: GPT, vocab: Tokenizer, max_new_tokens: int, seed: int) -> np.ndarray:
     """The baseline: every new token re-runs the whole sequence so far through the model (no KV
     cache). Same sampling work as `generate`'s defaults: temperature 1, the grammar mask, time
     steps tracked from the gaps for the musical embeddings; ``<eos>`` is masked so that all
     ``max_new_tokens`` are made, as with ``min_length`` in the cached runs."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    grammar = Grammar(vocab, min_length=max_new_tokens + 2)
+    g = vocab.grammar  # <eos> masked throughout: min_length beyond the run
     ids, steps = [vocab.sos_id], [0]
-    ctx = int(contexts(vocab.kind[np.array(ids)])[-1])
+    ctx = int(g.next_ctx[C_START, vocab.sos_id])
     step, has_instr = 0, False
     for _ in range(max_new_tokens):
         x = torch.tensor([ids])
         s = torch.tensor([steps])
         logits, _ = model(x, s)
         logits = logits[0, -1].float()
-        allowed = torch.from_numpy(grammar.allowed(ctx, has_instr, len(ids))[0])
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        allowed = g.allowed[ctx] & ~g.has_eos
+        if not has_instr:
+            allowed = allowed & ~g.needs_instrument
+        logits = logits.masked_fill(~torch.from_numpy(allowed), float("-inf"))
         tok = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
-        kind = int(vocab.kind[tok])
         ids.append(tok)
         steps.append(step)
-        ctx = int(NEXT_CONTEXT[ctx, kind])
-        if ctx == C_GAP_DUR:
-            step += int(vocab.value[tok])
-        has_instr |= kind == K_INSTR
+        step += int(g.advance[ctx, tok])
+        ctx = int(g.next_ctx[ctx, tok])
+        has_instr |= bool(g.gives_instrument[tok])
     return np.array(ids)
 
 
@@ -290,7 +289,7 @@ def time_once(fn: Callable[[], int]) -> tuple[float, float, int]:
     return time.perf_counter() - wall, time.process_time() - cpu, made
 
 
-def bench_generation(vocab: Vocab, new_tokens: int, gen_repeat: int, uncached_repeat: int,
+def bench_generation(vocab: Tokenizer, new_tokens: int, gen_repeat: int, uncached_repeat: int,
                      seed: int) -> list[GenRow]:
     V, ctx_len = len(vocab), new_tokens + 1
     torch.manual_seed(seed)
@@ -429,7 +428,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    vocab = Vocab()
+    vocab = Tokenizer()
     V = len(vocab)
     xt_version = x_transformers.__version__ if x_transformers is not None and hasattr(x_transformers, "__version__") else None
     if x_transformers is not None and xt_version is None:

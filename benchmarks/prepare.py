@@ -295,9 +295,9 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
 
     from midigen.data.cache import ShardWriter
     from midigen.data.worker import encode_one
-    from midigen.encoding import Vocab
+    from midigen.encoding import Tokenizer
 
-    vocab = Vocab()
+    tokenizer = Tokenizer()
     files = sorted(synth_dir.rglob("*.mid"))
     synth = files[:: max(1, len(files) // n_synth)][:n_synth]
     real = sorted((ROOT.parent / "shared" / "corpus" / "multitrack").glob("*.mid"))
@@ -309,10 +309,10 @@ def calibrate(workdir: Path, synth_dir: Path, n_synth: int = 400, repeat: int = 
         for rep in range(repeat):
             cache = workdir / f"calibration-cache-{rep}"
             shutil.rmtree(cache, ignore_errors=True)
-            writer, known = ShardWriter(cache, vocab.dtype), np.zeros(0, "S32")
+            writer, known = ShardWriter(cache, tokenizer.dtype), np.zeros(0, "S32")
             for i, f in enumerate(paths):
                 t = time.perf_counter()
-                r = encode_one(i, str(f), vocab, writer, known)
+                r = encode_one(i, str(f), tokenizer, writer, known)
                 best[i] = min(best[i], time.perf_counter() - t)
                 tokens[i], notes[i] = r.tokens, r.notes
             writer.close()

@@ -5,11 +5,12 @@ The pipeline, each step in the file named after it::
     midi.py            MIDI file <-> Score (numpy note arrays, tempi, time signatures)
     encoding/sparse    Score  -> SparseScore   (instrument x step x pitch -> duration)
     encoding/position  Score  -> PositionScore ((pitch, duration) rows, (-1, gap) between steps)
-    encoding/index     PositionScore -> token ids through a Vocab (and back)
+    encoding/index     PositionScore -> token ids (and back)
+    encoding/tokenizer Tokenizer: config + vocabulary + optional BPE merges + grammar, one file
 """
 
 from . import check, playback  # noqa: F401  (midigen.check, midigen.playback as attributes)
-from .encoding import EncodingConfig, PositionScore, SparseScore, Tokens, Vocab, decode, encode
+from .encoding import EncodingConfig, PositionScore, SparseScore, Tokenizer, Tokens, decode, encode
 from .errors import DecodeError, MidiError, VocabError
 from .midi import Score, read_midi, write_midi
 
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DecodeError", "EncodingConfig", "MidiError", "PositionScore", "Score", "SparseScore", "Tokens",
-    "Vocab", "VocabError", "decode", "encode", "read_midi", "write_midi",
+    "Tokenizer", "VocabError", "decode", "encode", "read_midi", "write_midi",
 ]

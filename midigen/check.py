@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import atomic
-from .encoding import EncodingConfig, Vocab, decode, encode
+from .encoding import EncodingConfig, Tokenizer
 from .errors import MidiError
 from .midi import DRUMS, Score, find_midi_files, read_midi
 
@@ -73,17 +73,17 @@ class FileResult:
     stats: dict = field(default_factory=dict)
 
 
-def check_file(path, vocab: Vocab) -> FileResult:
+def check_file(path, tokenizer: Tokenizer) -> FileResult:
     try:
         score = read_midi(path)
-        toks = encode(score, vocab)
-        back = decode(toks.ids, vocab, strict=True)
+        toks = tokenizer.encode(score)
+        back = tokenizer.decode(toks.ids, strict=True)
     except MidiError as exc:
         return FileResult(str(path), error=exc.reason)
     except Exception as exc:  # a bug, not bad input: report it with its type, keep going
         return FileResult(str(path), error=f"{type(exc).__name__}: {exc}")
-    ref = reference_notes(score, vocab.config)
-    p, r, f = note_f1(ref, decoded_notes(back, vocab.config))
+    ref = reference_notes(score, tokenizer.config)
+    p, r, f = note_f1(ref, decoded_notes(back, tokenizer.config))
     return FileResult(str(path), len(ref), len(toks), p, r, f, None, toks.stats)
 
 
@@ -91,9 +91,9 @@ def check(paths, config: EncodingConfig | None = None, progress: bool = True) ->
     """Round-trip every MIDI file under ``paths``; returns the report as a dict."""
     from tqdm.auto import tqdm
 
-    vocab = Vocab(config or EncodingConfig())
+    tokenizer = Tokenizer(config or EncodingConfig())
     files = find_midi_files(paths)
-    results = [check_file(f, vocab) for f in tqdm(files, desc="check", unit="file", disable=not progress)]
+    results = [check_file(f, tokenizer) for f in tqdm(files, desc="check", unit="file", disable=not progress)]
     ok = [r for r in results if r.error is None]
     f1 = np.array([r.f1 for r in ok]) if ok else np.zeros(0)
     return {
@@ -104,7 +104,7 @@ def check(paths, config: EncodingConfig | None = None, progress: bool = True) ->
         "note_f1_mean": float(f1.mean()) if len(f1) else None,
         "notes": int(sum(r.notes for r in ok)),
         "tokens": int(sum(r.tokens for r in ok)),
-        "encoding": vocab.config.to_dict(),
+        "encoding": tokenizer.config.to_dict(),
         "results": [asdict(r) for r in results],
     }
 

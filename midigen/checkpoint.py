@@ -5,13 +5,14 @@ A checkpoint is a folder::
     model.safetensors      the weights
     optimizer.safetensors  optimizer moments (training checkpoints only)
     config.json            model name and config, encoding config, training config
-    vocab.json             the vocabulary (with its encoding config)
-    tokenizer.json         the BPE tokenizer, when the model was trained on BPE tokens
+    tokenizer.json         the `Tokenizer`: encoding config, vocabulary, BPE merges if any
     trainer_state.json     step, data position, best validation loss, RNG states (training only)
     checksums.json         sha256 of every file above, checked on load
 
 It is written to a temporary folder and renamed into place, so a crash mid-write leaves the
 previous checkpoint intact. A truncated or edited file fails to load with an error that names it.
+Checkpoints of the layout before `Tokenizer` (``vocab.json``, plus a ``midigen.bpe``
+``tokenizer.json`` for BPE) still load.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .encoding import Vocab
-from .errors import CheckpointError
+from .encoding import Tokenizer
+from .errors import CheckpointError, VocabError
 
 CHECKPOINT_FORMAT = "midigen.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -78,7 +79,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path, model, vocab, config: dict, optimizer=None, trainer_state: dict | None = None,
+def save_checkpoint(path, model, tokenizer: Tokenizer, config: dict, optimizer=None, trainer_state: dict | None = None,
                     extra_tensors: dict | None = None) -> Path:
     """Write a checkpoint folder atomically. ``config`` holds the model name and configs;
     ``extra_tensors`` (e.g. a memory model's memories mid-run) go to ``state.safetensors``."""
@@ -93,14 +94,10 @@ def save_checkpoint(path, model, vocab, config: dict, optimizer=None, trainer_st
     raw = model.module if hasattr(model, "module") else model  # unwrap DDP
     raw = getattr(raw, "_orig_mod", raw)  # unwrap torch.compile
     save_model(raw, str(tmp / "model.safetensors"))  # handles tied weights
-    files = ["model.safetensors", "config.json", "vocab.json"]
+    files = ["model.safetensors", "config.json", "tokenizer.json"]
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **config}
     (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-    if hasattr(vocab, "base"):  # a BPE tokenizer: save it and its base vocabulary
-        vocab.save(tmp / "tokenizer.json")
-        files.append("tokenizer.json")
-        vocab = vocab.base
-    vocab.save(tmp / "vocab.json")
+    tokenizer.save(tmp / "tokenizer.json")
     if optimizer is not None:
         tensors, opt_meta = _optimizer_tensors(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -140,10 +137,7 @@ def resolve(path) -> Path:
 
 
 def read_checkpoint(path, verify: bool = True):
-    """Check a checkpoint folder's files; returns (folder, config, codec).
-
-    The codec is the checkpoint's `BPE` tokenizer if it has one, else its `Vocab`.
-    """
+    """Check a checkpoint folder's files; returns (folder, config, tokenizer)."""
     p = resolve(path)
     sums_path = p / "checksums.json"
     if not sums_path.is_file():
@@ -161,15 +155,32 @@ def read_checkpoint(path, verify: bool = True):
         raise CheckpointError(f"{p / 'config.json'}: not valid JSON ({exc})") from None
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{p}: not a midigen checkpoint of version {CHECKPOINT_VERSION}")
-    vocab = Vocab.load(p / "vocab.json")
-    if (p / "tokenizer.json").is_file():
-        from .encoding.bpe import BPE
-
-        bpe = BPE.load(p / "tokenizer.json")
-        if bpe.base != vocab:
+    try:
+        tokenizer = Tokenizer.load(p)  # (the old layout: vocab.json, maybe a BPE tokenizer.json)
+    except VocabError as exc:
+        raise CheckpointError(str(exc)) from None
+    if (p / "vocab.json").is_file() and tokenizer.has_merges:  # old layout: the pair must agree
+        base = Tokenizer.load(p / "vocab.json")
+        if base != tokenizer.without_merges():
             raise CheckpointError(f"{p}: tokenizer.json was made for another vocabulary than vocab.json")
-        return p, meta, bpe
-    return p, meta, vocab
+    return p, meta, tokenizer
+
+
+def upgrade_checkpoint(path) -> Path:
+    """Rewrite a checkpoint of the old layout (``vocab.json``, maybe a ``midigen.bpe``
+    ``tokenizer.json``) in place into the current one (one ``tokenizer.json``); the weights and
+    config are untouched. Every file is checked first; returns the folder."""
+    from . import atomic
+
+    p, _, tokenizer = read_checkpoint(path)
+    if not (p / "vocab.json").is_file():
+        return p  # already current
+    tokenizer.save(p / "tokenizer.json")
+    sums = {k: v for k, v in json.loads((p / "checksums.json").read_text()).items() if k != "vocab.json"}
+    sums["tokenizer.json"] = _sha256(p / "tokenizer.json")
+    atomic.write_json(p / "checksums.json", sums)
+    (p / "vocab.json").unlink()
+    return p
 
 
 def build_model(name: str, model_config: dict):
@@ -182,22 +193,22 @@ def build_model(name: str, model_config: dict):
 
 
 def load_model(path, device="cpu"):
-    """Load a checkpoint for inference: ``(model, codec, meta)``, the model in eval mode.
+    """Load a checkpoint for inference: ``(model, tokenizer, meta)``, the model in eval mode.
 
-    ``codec`` is the `Vocab` (or the `BPE` tokenizer) that gives the model's ids their meaning.
+    ``tokenizer`` is the `Tokenizer` that gives the model's ids their meaning.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_model as st_load_model
 
-    p, meta, vocab = read_checkpoint(path)
+    p, meta, tokenizer = read_checkpoint(path)
     model = build_model(meta["model"], meta["model_config"])
-    if model.config.vocab_size != len(vocab):
-        raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has {len(vocab)}")
+    if model.config.vocab_size != len(tokenizer):
+        raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has {len(tokenizer)}")
     try:
         st_load_model(model, str(p / "model.safetensors"), device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"{p / 'model.safetensors'}: cannot load weights ({exc})") from None
-    return model.to(device).eval(), vocab, meta
+    return model.to(device).eval(), tokenizer, meta
 
 
 def load_training_state(path, model, optimizer, memory=None) -> dict:
@@ -206,7 +217,7 @@ def load_training_state(path, model, optimizer, memory=None) -> dict:
     from safetensors.torch import load_file
     from safetensors.torch import load_model as st_load_model
 
-    p, meta, vocab = read_checkpoint(path)
+    p, meta, _ = read_checkpoint(path)
     raw = model.module if hasattr(model, "module") else model
     raw = getattr(raw, "_orig_mod", raw)
     device = next(raw.parameters()).device

@@ -82,11 +82,11 @@ def cmd_check(args, cfg) -> int:
 
 
 def cmd_encode(args, cfg) -> int:
-    from .encoding import Vocab, encode
+    from .encoding import Tokenizer
 
-    vocab = Vocab(cfg["encoding"])
-    toks = encode(args.file, vocab)
-    words = vocab.to_tokens(toks.ids)
+    tokenizer = Tokenizer(cfg["encoding"])
+    toks = tokenizer.encode(args.file)
+    words = tokenizer.to_tokens(toks.ids)
     if args.limit:
         words = words[: args.limit] + (["..."] if len(toks) > args.limit else [])
     print(" ".join(words))
@@ -144,7 +144,7 @@ def cmd_train(args, cfg) -> int:
         raise ValueError(flags.in_flag_terms(str(exc), args.sections[1])) from None
     if trainer.is_main:
         n = trainer.raw_model.num_params()
-        print(f"{train_cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.vocab)}, "
+        print(f"{train_cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.tokenizer)}, "
               f"{trainer.train_data.n_tokens:,} training tokens, device {trainer.device}"
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
               + (f", resuming at step {trainer.step}" if args.resume else ""))
@@ -163,17 +163,17 @@ def cmd_generate(args, cfg) -> int:
     from .midi import write_midi
 
     check_device(args.device)
-    model, vocab, meta = load_model(args.checkpoint, device=args.device)
+    model, tokenizer, meta = load_model(args.checkpoint, device=args.device)
     if args.int8:
         from .generate import quantize_for_cpu
 
         model = quantize_for_cpu(model)
-    prompt = prompt_from_midi(args.prompt, vocab, beats=args.prompt_beats) if args.prompt else None
-    outs = generate(model, vocab, prompt, num_samples=args.num_samples, config=cfg["sampling"])
+    prompt = prompt_from_midi(args.prompt, tokenizer, beats=args.prompt_beats) if args.prompt else None
+    outs = generate(model, tokenizer, prompt, num_samples=args.num_samples, config=cfg["sampling"])
     out = Path(args.out)
     for i, toks in enumerate(outs):
         path = out if args.num_samples == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        score = vocab.decode(toks.ids)
+        score = tokenizer.decode(toks.ids)
         write_midi(score, path)
         n_prompt = 0 if prompt is None else len(prompt)
         print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, {score.end_beats.max(initial=0):.1f} beats")

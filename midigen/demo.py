@@ -33,18 +33,18 @@ def run_demo(out="out", data="data/bach", prepared="data/prepared/bach", checkpo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"==> loading the pretrained model from {checkpoint}")
-    model, vocab, meta = load_model(checkpoint)
+    model, tokenizer, meta = load_model(checkpoint)
     print(f"==> preparing {data} into {prepared} (encoded once, then cached)")
-    r = prepare([data], prepared, getattr(vocab, "base", vocab).config, progress=True)
+    r = prepare([data], prepared, tokenizer.config, progress=True)
     print(f"    {r.manifest['files_ok']} chorales: " + ", ".join(f"{k} {v['files']}" for k, v in r.manifest["splits"].items()))
     # a held-out chorale: the test split's first (a tiny corpus may have an empty test split)
     split = next(s for s in ("test", "valid", "train") if r.manifest["splits"][s]["files"])
     held_out = json.loads((Path(prepared) / f"{split}.pieces.json").read_text())[0]
     print(f"==> continuing the first {PROMPT_BEATS} beats of held-out {held_out}")
-    prompt = prompt_from_midi(held_out, vocab, beats=PROMPT_BEATS)
-    (toks,) = generate(model, vocab, prompt, max_new_tokens=max_new_tokens, seed=seed, temperature=0.9, top_p=0.95,
+    prompt = prompt_from_midi(held_out, tokenizer, beats=PROMPT_BEATS)
+    (toks,) = generate(model, tokenizer, prompt, max_new_tokens=max_new_tokens, seed=seed, temperature=0.9, top_p=0.95,
                        min_length=len(prompt) + max_new_tokens // 2)
-    score = vocab.decode(toks.ids)
+    score = tokenizer.decode(toks.ids)
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
     fig, ax = plt.subplots(figsize=(14, 4.5))

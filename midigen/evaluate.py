@@ -43,23 +43,22 @@ def evaluate(checkpoint, data, split: str | None = None, config: EvaluateConfig 
     from .data import PreparedCorpus
     from .generate import generate
 
-    model, codec, meta = load_model(checkpoint, device=device)
-    corpus = PreparedCorpus(data, split, bpe=hasattr(codec, "base"))
-    if corpus.codec != codec:
-        what = "BPE tokenizer" if hasattr(codec, "base") else "vocabulary"
+    model, tokenizer, meta = load_model(checkpoint, device=device)
+    corpus = PreparedCorpus(data, split, base=not tokenizer.has_merges)
+    if corpus.tokenizer != tokenizer:
+        what = "BPE tokenizer" if tokenizer.has_merges else "vocabulary"
         raise ValueError(f"{data} was prepared with another {what} than the checkpoint {checkpoint} uses")
-    vocab = getattr(codec, "base", codec)
     result = {"checkpoint": str(checkpoint), "data": str(data), "split": split}
     result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device)
-    spb = vocab.config.steps_per_beat
-    reference = [music_statistics(codec.decode(np.asarray(corpus.piece(i)[0])), spb)
+    spb = tokenizer.config.steps_per_beat
+    reference = [music_statistics(tokenizer.decode(np.asarray(corpus.piece(i)[0])), spb)
                  for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
     generated = []
     if samples:
-        outs = generate(model, codec, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+        outs = generate(model, tokenizer, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
                         min_length=min(max_new_tokens // 2, 128))
         for t in outs:
-            s = codec.decode(t.ids)
+            s = tokenizer.decode(t.ids)
             if s.n_notes:
                 generated.append(music_statistics(s, spb))
     result["samples"] = len(generated)

@@ -1,7 +1,7 @@
 """Sampling music from a trained model: KV-cached, batched, grammar-constrained.
 
 Every step masks the tokens that cannot come next in the encoding's grammar
-(`midigen.encoding.grammar`): a note is always followed by a duration, ``<sep>`` by a gap, an
+(``tokenizer.grammar``, `midigen.encoding.grammar`): a note is always followed by a duration, ``<sep>`` by a gap, an
 instrument token by a note, no ``<eos>`` before ``min_length``... so **every sampled sequence
 decodes to valid MIDI**, whatever the model (MusicAutoBot only filters note/duration alternation
 and self-trained models there still emit undecodable sequences).
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .config import JSONConfig, opt
-from .encoding import Tokens, encode
-from .encoding.grammar import C_SEP, C_START, contexts, token_tables
+from .encoding import Tokenizer, Tokens
+from .encoding.grammar import C_SEP, C_START, contexts
 from .encoding.vocab import K_DUR, K_INSTR
 
 
@@ -54,18 +54,18 @@ class SamplingConfig(JSONConfig):
 class _Tables:
     """Per-token grammar and temperature tables on the model's device, built once per call."""
 
-    def __init__(self, codec, cfg: SamplingConfig, device):
+    def __init__(self, tokenizer: Tokenizer, cfg: SamplingConfig, device):
         t = lambda a, dt=torch.long: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
-        g = token_tables(codec)
-        self.allowed = t(g["allowed"], torch.bool)  # (contexts, V)
-        self.next_ctx = t(g["next_ctx"])
-        self.advance = t(g["advance"])
-        self.needs_instrument = t(g["needs_instrument"], torch.bool)
-        self.gives_instrument = t(g["gives_instrument"], torch.bool)
-        self.has_eos = t(g["has_eos"], torch.bool)
-        temp = np.full(len(codec), cfg.temperature, np.float32)
-        temp[g["has_duration"]] = cfg.duration_temperature or cfg.temperature
-        temp[g["has_note"]] = cfg.note_temperature or cfg.temperature  # a merged note+duration: a note
+        g = tokenizer.grammar
+        self.allowed = t(g.allowed, torch.bool)  # (contexts, V)
+        self.next_ctx = t(g.next_ctx)
+        self.advance = t(g.advance)
+        self.needs_instrument = t(g.needs_instrument, torch.bool)
+        self.gives_instrument = t(g.gives_instrument, torch.bool)
+        self.has_eos = t(g.has_eos, torch.bool)
+        temp = np.full(len(tokenizer), cfg.temperature, np.float32)
+        temp[g.has_duration] = cfg.duration_temperature or cfg.temperature
+        temp[g.has_note] = cfg.note_temperature or cfg.temperature  # a merged note+duration: a note
         self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
 
 
@@ -98,12 +98,12 @@ def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
+def generate(model, tokenizer: Tokenizer, prompt: Tokens | None = None, num_samples: int = 1,
              config: SamplingConfig | None = None, **overrides) -> list[Tokens]:
     """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
 
-    ``vocab`` is the model's `Vocab`, or its `BPE` tokenizer (then ids and the prompt are BPE
-    ids; decode with ``bpe.decode``). Returns `Tokens` per sample (prompt included, up to and
+    ``tokenizer`` is the model's `Tokenizer` (with merges, ids and the prompt are merged ids;
+    decode with ``tokenizer.decode``). Returns `Tokens` per sample (prompt included, up to and
     including ``<eos>`` if one was sampled). Keyword overrides set fields of `SamplingConfig`,
     e.g. ``temperature=0.9``.
     """
@@ -112,27 +112,26 @@ def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
         cfg = cfg.replace(**overrides)
     model.eval()
     device = next(model.parameters()).device
-    T = _Tables(vocab, cfg, device)
+    T = _Tables(tokenizer, cfg, device)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)).item()))
     B = num_samples
 
-    base = getattr(vocab, "base", vocab)  # the base vocabulary (BPE tokens expand to its tokens)
-    to_base = getattr(vocab, "to_base", lambda x: x)
+    table = tokenizer.table  # the base tokens (merged ids expand to them)
     if prompt is None:
-        ids0 = np.array([vocab.sos_id])
+        ids0 = np.array([tokenizer.sos_id])
         steps0 = np.zeros(1, np.int64)
     else:
         ids0 = np.asarray(prompt.ids, np.int64)
         steps0 = np.asarray(prompt.steps, np.int64)
-        if ids0[-1] == vocab.eos_id:  # continue the piece: drop its end
+        if ids0[-1] == tokenizer.eos_id:  # continue the piece: drop its end
             ids0, steps0 = ids0[:-1], steps0[:-1]
-    base0 = to_base(ids0)
-    kinds0 = base.kind[base0]
+    base0 = tokenizer.to_base(ids0)
+    kinds0 = table.kind[base0]
     ctx0 = int(contexts(kinds0)[-1])
     # the time step where the next token stands: the sum of all gaps so far
     gap_dur = (kinds0 == K_DUR) & (np.concatenate([[C_START], contexts(kinds0)[:-1]]) == C_SEP)
-    step0 = int(base.value[base0][gap_dur].sum())
+    step0 = int(table.value[base0][gap_dur].sum())
 
     ids = torch.as_tensor(ids0, device=device).repeat(B, 1)
     steps = torch.as_tensor(steps0, device=device).repeat(B, 1)
@@ -174,7 +173,7 @@ def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
             logits = logits.masked_fill(~allowed, float("-inf"))
         logits = _filter(logits, cfg.top_k, cfg.top_p)
         tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
-        tok = torch.where(done, torch.full_like(tok, vocab.pad_id), tok)
+        tok = torch.where(done, torch.full_like(tok, tokenizer.pad_id), tok)
         tok_step = step.clone()
         step = step + T.advance[ctx, tok]
         ctx = T.next_ctx[ctx, tok]
@@ -200,23 +199,24 @@ def generate(model, vocab, prompt: Tokens | None = None, num_samples: int = 1,
     results = []
     for b in range(B):
         row, srow = all_ids[b], all_steps[b]
-        eos = np.flatnonzero(row == vocab.eos_id)
+        eos = np.flatnonzero(row == tokenizer.eos_id)
         n = eos[0] + 1 if len(eos) else len(row)
-        results.append(Tokens(row[:n].astype(vocab.dtype), srow[:n].astype(np.int32), {}))
+        results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}))
     return results
 
 
-def prompt_from_midi(path, vocab, beats: float | None = None) -> Tokens:
+def prompt_from_midi(path, tokenizer: Tokenizer, beats: float | None = None) -> Tokens:
     """Encode a MIDI file as a prompt, optionally only its first ``beats`` quarter notes.
 
-    ``vocab``: a `Vocab`, or a `BPE` tokenizer (the prompt is cut on base tokens, then merged).
+    The prompt is cut on base tokens, then merged where the tokenizer has merges.
     """
-    if hasattr(vocab, "base"):
-        return vocab.encode(prompt_from_midi(path, vocab.base, beats))
-    toks = encode(path, vocab)
-    if beats is None:
-        return toks
-    limit = int(round(beats * vocab.config.steps_per_beat))
+    toks = tokenizer.encode_base(path)
+    if beats is not None:
+        toks = _cut(toks, int(round(beats * tokenizer.config.steps_per_beat)))
+    return tokenizer.apply_bpe(toks)
+
+
+def _cut(toks: Tokens, limit: int) -> Tokens:
     # cut before the first token of the first time step at or past the limit: that is right
     # after a gap, where a continuation may start
     # Tokens of a time step carry its step, and a gap's "<sep> dN" carries the step it leaves,

@@ -88,9 +88,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
-def default_model_config(vocab, seq_len: int, model: str = "gpt", **overrides) -> GPTConfig:
-    """A model config sized for the corpus: its vocabulary, 4/4 bars at the encoding's resolution."""
-    kw = dict(vocab_size=len(vocab), block_size=seq_len, steps_per_bar=4 * vocab.config.steps_per_beat)
+def default_model_config(tokenizer, seq_len: int, model: str = "gpt", **overrides) -> GPTConfig:
+    """A model config sized for the corpus: its tokenizer's ids, 4/4 bars at the encoding's resolution."""
+    kw = dict(vocab_size=len(tokenizer), block_size=seq_len, steps_per_bar=4 * tokenizer.config.steps_per_beat)
     kw.update(overrides)
     if model == "gpt":
         return GPTConfig(**kw)
@@ -121,8 +121,7 @@ class Trainer:
         # ---- data
         self.train_data = PreparedCorpus(cfg.data, "train", cfg.location)
         self.valid_data = PreparedCorpus(cfg.data, "valid", cfg.location)
-        self.vocab = self.train_data.vocab
-        self.codec = self.train_data.codec  # the Vocab, or the BPE tokenizer of a BPE corpus
+        self.tokenizer = self.train_data.tokenizer  # (with merges for a BPE corpus)
         if self.valid_data.n_tokens == 0:
             raise ValueError(f"{cfg.data}: the validation split is empty; prepare with a larger --valid-fraction")
         if cfg.model not in MODELS:
@@ -135,10 +134,10 @@ class Trainer:
         # ---- model and optimizer
         torch.manual_seed(cfg.seed)
         if isinstance(model_config, dict) or model_config is None:
-            model_config = default_model_config(self.vocab, cfg.seq_len, cfg.model, **{"vocab_size": len(self.codec), **(model_config or {})})
+            model_config = default_model_config(self.tokenizer, cfg.seq_len, cfg.model, **(model_config or {}))
         self.model_config = model_config
-        if self.model_config.vocab_size != len(self.codec):
-            raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.codec)}")
+        if self.model_config.vocab_size != len(self.tokenizer):
+            raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.tokenizer)}")
         self.raw_model = build_model(cfg.model, self.model_config.to_dict()).to(self.device)
         # the memories of this process's rows, carried from batch to batch
         self.memory = self.raw_model.new_memory(cfg.batch_size // self.world) if self.uses_memory else None
@@ -205,8 +204,8 @@ class Trainer:
         return {
             "model": self.cfg.model,
             "model_config": self.model_config.to_dict(),
-            "encoding": self.vocab.config.to_dict(),
-            "tokenizer": "bpe" if self.codec is not self.vocab else "base",
+            "encoding": self.tokenizer.config.to_dict(),
+            "tokenizer": "bpe" if self.tokenizer.has_merges else "base",
             "train_config": self.cfg.to_dict(),
         }
 
@@ -227,7 +226,7 @@ class Trainer:
         opt = self.optimizer if name == "latest" else None
         # a run in progress also needs its memories to resume exactly
         extra = self.memory.tensors() if (self.memory is not None and name == "latest") else None
-        return save_checkpoint(self.out / name, self.raw_model, self.codec, self._meta(), opt, state, extra)
+        return save_checkpoint(self.out / name, self.raw_model, self.tokenizer, self._meta(), opt, state, extra)
 
     def _resume(self):
         path = self.out / "latest"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import smf
 
-from midigen import EncodingConfig, MidiError, Score, Vocab, decode, encode, read_midi
+from midigen import EncodingConfig, MidiError, Score, Tokenizer, decode, encode, read_midi
 from midigen.check import check
 
 GOOD = smf.simple_file()
@@ -35,7 +35,7 @@ def test_bad_file_raises_midi_error_naming_file(tmp_path, name):
     p = tmp_path / f"{name}.mid"
     p.write_bytes(data)
     with pytest.raises(MidiError) as info:
-        encode(read_midi(p), Vocab())
+        encode(read_midi(p), Tokenizer())
     assert str(p) in str(info.value)
     assert reason.lower() in info.value.reason.lower()
     assert info.value.path == str(p)
@@ -58,10 +58,10 @@ def test_midi_error_survives_pickling_between_processes():
 def test_huge_gap_is_shortened_not_flooding_the_corpus(tmp_path):
     # Two notes ~270 million ticks apart: without a silence policy, millions of <sep> tokens.
     data = smf.smf([smf.track(smf.note(60) + smf.note(62, delta=0x0FFFFFFF))])
-    toks = encode(Score.from_bytes(data), Vocab())
+    toks = encode(Score.from_bytes(data), Tokenizer())
     assert len(toks) < 40
     assert toks.stats["shortened_silences"] == 1
-    back = decode(toks.ids, Vocab())
+    back = decode(toks.ids, Tokenizer())
     assert back.pitch.tolist() == [60, 62]
     gap_steps = (back.start[1] - back.start[0]) * 4 // back.ticks_per_quarter
     assert gap_steps == EncodingConfig().max_silence
@@ -71,7 +71,7 @@ def test_thousands_of_tracks_are_read():
     data = smf.smf([smf.track(smf.note(40 + i % 40, delta=i % 7)) for i in range(10_000)])
     s = Score.from_bytes(data)
     assert s.n_notes == 10_000
-    toks = encode(s, Vocab())
+    toks = encode(s, Tokenizer())
     # pitch i % 40 and onset i % 7 ticks (all on step 0): 40 distinct cells, the rest merge
     assert toks.stats["encoded_notes"] == 40
     assert toks.stats["merged_duplicates"] == 10_000 - 40
@@ -85,21 +85,21 @@ def test_wrong_track_count_in_header_is_tolerated():
 def test_out_of_range_notes_are_dropped_and_counted():
     s = Score.from_notes(pitch=[10, 60, 64, 120], start=[0, 0, 480, 480], end=[480] * 2 + [960] * 2)
     cfg = EncodingConfig(min_pitch=21, max_pitch=108)
-    vocab = Vocab(cfg)
-    toks = encode(s, vocab)
+    tok = Tokenizer(cfg)
+    toks = encode(s, tok)
     assert toks.stats["dropped_pitch_range"] == 2
     assert toks.stats["encoded_notes"] == 2
-    assert sorted(decode(toks.ids, vocab).pitch.tolist()) == [60, 64]
+    assert sorted(decode(toks.ids, tok).pitch.tolist()) == [60, 64]
     only_out = Score.from_notes(pitch=[10, 120], start=[0, 0], end=[480, 480])
     with pytest.raises(MidiError, match="no encodable notes.*2 outside the pitch range"):
-        encode(only_out, vocab)
+        encode(only_out, tok)
 
 
 def test_drums_only_in_blog_scheme():
     s = Score.from_notes(pitch=[36, 38], start=[0, 480], end=[240, 720], is_drum=True)
     with pytest.raises(MidiError, match="2 drum notes"):
-        encode(s, Vocab(EncodingConfig.blog()))
-    assert encode(s, Vocab()).stats["encoded_notes"] == 2
+        encode(s, Tokenizer(EncodingConfig.blog()))
+    assert encode(s, Tokenizer()).stats["encoded_notes"] == 2
 
 
 def test_check_reports_failures_among_good_files(tmp_path):
@@ -117,7 +117,7 @@ def test_check_reports_failures_among_good_files(tmp_path):
 def test_decode_strict_names_the_problem():
     from midigen import DecodeError
 
-    v = Vocab(EncodingConfig.blog())
+    v = Tokenizer(EncodingConfig.blog())
     for tokens, msg in [
         ("<sos> n1 <sep> d1 <eos>", "note must be followed by a duration"),
         ("<sos> n1 d4 <sep> n2 d2 <eos>", "<sep> must be followed by a duration"),
@@ -134,6 +134,6 @@ def test_decode_strict_names_the_problem():
 
 
 def test_decoding_merges_repeated_notes_as_the_encoder_does():
-    v = Vocab(EncodingConfig.blog())
+    v = Tokenizer(EncodingConfig.blog())
     back = decode(v.to_ids("<sos> n60 d2 n60 d4 n60 d1 n64 d2 <sep> d4 <eos>"), v, strict=True)
     assert sorted(zip(back.pitch.tolist(), ((back.end - back.start) * 4 // back.ticks_per_quarter).tolist())) == [(60, 4), (64, 2)]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from midigen.data.batching import IGNORE_INDEX, Contiguous, PerSong, RandomWindows, make_batches
 from midigen.data.corpus import PreparedCorpus
-from midigen.encoding import Vocab
+from midigen.encoding import Tokenizer
 
 N = IGNORE_INDEX  # short name for the hand-written expected targets
 LOCATIONS = ["disk", "ram", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # "cpu": a torch tensor
@@ -26,11 +26,11 @@ def piece_tokens(p: int, n: int) -> list[int]:
 def write_corpus(root: Path, lengths, split: str = "train") -> Path:
     """The on-disk format of a prepared corpus, written by hand; steps = position in the split."""
     root.mkdir(parents=True, exist_ok=True)
-    Vocab().save(root / "vocab.json")
+    Tokenizer().save(root)
     (root / "manifest.json").write_text(json.dumps({"token_dtype": "uint16"}))
     pieces = [piece_tokens(p, n) for p, n in enumerate(lengths)]
     tokens = np.asarray([t for piece in pieces for t in piece], np.uint16)
-    assert tokens.max(initial=0) < len(Vocab())
+    assert tokens.max(initial=0) < len(Tokenizer())
     tokens.tofile(root / f"{split}.tokens.bin")
     np.arange(len(tokens), dtype=np.int32).tofile(root / f"{split}.steps.bin")
     lengths = np.asarray(lengths, np.int64)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from midigen import EncodingConfig, PositionScore, Score, SparseScore, Vocab, decode, encode
+from midigen import EncodingConfig, PositionScore, Score, SparseScore, Tokenizer, decode, encode
 from midigen.encoding import encode_via_sparse
 
 BLOG_TOKENS = "<sos> n1 d4 <sep> d1 n3 d2 <sep> d5 n2 d2 n3 d2 <sep> d2 <eos>"
@@ -35,17 +35,17 @@ def test_position_score(blog_score):
 
 
 def test_index_score_exactly_the_blogs(blog_score):
-    vocab = Vocab(EncodingConfig.blog())
-    toks = encode(blog_score, vocab)
-    assert " ".join(vocab.to_tokens(toks.ids)) == BLOG_TOKENS
-    assert np.array_equal(toks.ids, encode_via_sparse(blog_score, vocab).ids)
+    tok = Tokenizer(EncodingConfig.blog())
+    toks = encode(blog_score, tok)
+    assert " ".join(tok.to_tokens(toks.ids)) == BLOG_TOKENS
+    assert np.array_equal(toks.ids, encode_via_sparse(blog_score, tok).ids)
     # every token carries its time step; <sep> dN belong to the step they leave
     assert toks.steps.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 6, 6, 6, 6, 6, 6, 8]
 
 
 def test_blog_tokens_decode_back(blog_score):
-    vocab = Vocab(EncodingConfig.blog())
-    back = decode(vocab.to_ids(BLOG_TOKENS), vocab, strict=True)
+    tok = Tokenizer(EncodingConfig.blog())
+    back = decode(tok.to_ids(BLOG_TOKENS), tok, strict=True)
     got = sorted(zip(back.pitch.tolist(), (back.start // 120).tolist(), ((back.end - back.start) // 120).tolist()))
     assert got == [(1, 0, 4), (2, 6, 2), (3, 1, 2), (3, 6, 2)]
     # and through the sparse score
@@ -54,7 +54,7 @@ def test_blog_tokens_decode_back(blog_score):
 
 
 def test_default_config_adds_tempo_and_instrument(blog_score):
-    vocab = Vocab()
-    tokens = vocab.to_tokens(encode(blog_score, vocab).ids)
+    tok = Tokenizer()
+    tokens = tok.to_tokens(encode(blog_score, tok).ids)
     assert tokens[:3] == ["<sos>", "t120", "i0"]
     assert " ".join(["<sos>"] + tokens[3:]) == BLOG_TOKENS

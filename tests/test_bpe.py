@@ -8,18 +8,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from midigen import Vocab, encode
-from midigen.encoding.bpe import BPE, actions
-from midigen.encoding.grammar import Grammar
-from midigen.errors import VocabError
+from midigen import Tokenizer, encode
+from midigen.encoding.bpe import actions
 
 from test_encoding_properties import scores
 
 
 @pytest.fixture(scope="module")
 def bach_tokens(bach_files):
-    vocab = Vocab()
-    return vocab, [encode(f, vocab) for f in bach_files[:150]]
+    tok = Tokenizer()
+    return tok, [encode(f, tok) for f in bach_files[:150]]
 
 
 @pytest.mark.parametrize("size", [400, 1000, 3000])
@@ -27,7 +25,7 @@ def test_lossless_and_one_step_per_token_on_real_pieces(bach_tokens, size, bach_
     from conftest import SHARED_CORPUS
 
     vocab, toks = bach_tokens
-    bpe = BPE.train(toks, vocab, size)
+    bpe = vocab.train_bpe(toks, size)
     assert len(bpe) <= size
     others = [encode(f, vocab) for f in bach_files[150:200]]
     from midigen.check import find_midi_files
@@ -39,7 +37,7 @@ def test_lossless_and_one_step_per_token_on_real_pieces(bach_tokens, size, bach_
         except MidiError:
             pass
     for t in toks[:30] + others:  # seen and unseen pieces
-        e = bpe.encode(t)
+        e = bpe.apply_bpe(t)
         assert np.array_equal(bpe.to_base(e.ids), t.ids)  # lossless
         assert len(e) <= len(t)
         # every merged token stands at one time step: its base tokens share the token's step
@@ -51,14 +49,15 @@ def test_lossless_and_one_step_per_token_on_real_pieces(bach_tokens, size, bach_
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scores(max_notes=30))
 def test_lossless_on_random_pieces(score):
-    vocab = Vocab()
+    vocab = Tokenizer()
     bpe = _random_bpe()
     try:
         t = encode(score, vocab)
     except Exception:
         return
-    assert np.array_equal(bpe.to_base(bpe.encode(t).ids), t.ids)
-    back = bpe.decode(bpe.encode(t).ids, strict=True)
+    assert np.array_equal(bpe.to_base(bpe.apply_bpe(t).ids), t.ids)
+    assert np.array_equal(bpe.encode(score).ids, bpe.apply_bpe(t).ids)
+    back = bpe.decode(bpe.apply_bpe(t).ids, strict=True)
     assert back.n_notes == t.stats["encoded_notes"]
 
 
@@ -69,15 +68,15 @@ def _random_bpe():
     if "bpe" not in _BPE_CACHE:
         from conftest import BACH
 
-        vocab = Vocab()
-        _BPE_CACHE["bpe"] = BPE.train([encode(f, vocab) for f in sorted(BACH.glob("*.mid"))[:60]], vocab, 800)
+        vocab = Tokenizer()
+        _BPE_CACHE["bpe"] = vocab.train_bpe([encode(f, vocab) for f in sorted(BACH.glob("*.mid"))[:60]], 800)
     return _BPE_CACHE["bpe"]
 
 
 def test_actions_split_at_time_steps_and_specials(bach_tokens):
     vocab, toks = bach_tokens
     t = toks[0]
-    acts = actions(t.ids, t.steps, vocab)
+    acts = actions(t.ids, t.steps, vocab.table)
     assert np.array_equal(np.concatenate(acts), t.ids)
     assert acts[0].tolist() == [vocab.sos_id] and acts[-1].tolist() == [vocab.eos_id]
     offsets = np.cumsum([0] + [len(a) for a in acts[:-1]])
@@ -86,19 +85,25 @@ def test_actions_split_at_time_steps_and_specials(bach_tokens):
 
 
 def test_save_load_and_mismatch(tmp_path, bach_tokens):
+    from midigen.errors import VocabError
+
     vocab, toks = bach_tokens
-    bpe = BPE.train(toks, vocab, 600)
+    bpe = vocab.train_bpe(toks, 600)
     p = bpe.save(tmp_path / "tokenizer.json")
-    again = BPE.load(p)
+    again = Tokenizer.load(p)
     assert again == bpe
-    assert np.array_equal(again.encode(toks[0]).ids, bpe.encode(toks[0]).ids)
+    assert np.array_equal(again.apply_bpe(toks[0]).ids, bpe.apply_bpe(toks[0]).ids)
     d = json.loads(p.read_text())
+    d["merges"][0] = d["merges"][1]
+    p.write_text(json.dumps(d))
+    with pytest.raises(VocabError, match="hash mismatch"):
+        Tokenizer.load(p)
     d["version"] = 7
     p.write_text(json.dumps(d))
     with pytest.raises(VocabError, match="version 7"):
-        BPE.load(p)
+        Tokenizer.load(p)
     with pytest.raises(ValueError, match="must exceed"):
-        BPE.train(toks, vocab, 100)
+        vocab.train_bpe(toks, 100)
 
 
 def test_constrained_sampling_with_bpe_decodes_for_100_seeds(bach_tokens):
@@ -106,14 +111,14 @@ def test_constrained_sampling_with_bpe_decodes_for_100_seeds(bach_tokens):
     from midigen.model import GPT, GPTConfig
 
     vocab, toks = bach_tokens
-    bpe = BPE.train(toks, vocab, 1000)
+    bpe = vocab.train_bpe(toks, 1000)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=len(bpe), block_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
-    grammar = Grammar(vocab, min_length=0)
     for seed in range(100):
         (t,) = generate(model, bpe, max_new_tokens=40, seed=seed, min_length=20)
         base = bpe.to_base(t.ids)
-        assert len(grammar.violations(base)) == 0, (seed, bpe.to_tokens(t.ids))
+        assert len(vocab.grammar.violations(base)) == 0, (seed, bpe.to_tokens(t.ids))
+        assert len(bpe.grammar.violations(t.ids, min_length=20)) == 0, (seed, bpe.to_tokens(t.ids))
         bpe.decode(t.ids, strict=True)
         # steps of generated BPE tokens are those of their actions
         assert np.all(np.diff(t.steps) >= 0)
@@ -133,13 +138,13 @@ def test_prepare_trains_on_train_only_and_checkpoints_carry_it(tmp_path, bach_fi
     out = tmp_path / "prep"
     m = prepare([src], out, workers=0, progress=False, valid_fraction=0.2, test_fraction=0.2, bpe_vocab=500).manifest
     assert m["bpe"]["trained_on"] == "train" and m["bpe"]["vocab_size"] <= 500
-    base_train = PreparedCorpus(out, "train", bpe=False)
+    base_train = PreparedCorpus(out, "train", base=True)
     # retraining on the train split alone reproduces the stored tokenizer exactly
-    again = BPE.train([tuple(map(np.asarray, base_train.piece(i))) for i in range(len(base_train))], base_train.vocab, 500)
-    stored = BPE.load(out / "tokenizer.json")
-    assert again == stored
-    with_valid = BPE.train([tuple(map(np.asarray, c.piece(i))) for c in (base_train, PreparedCorpus(out, "valid", bpe=False))
-                            for i in range(len(c))], base_train.vocab, 500)
+    again = base_train.tokenizer.train_bpe([tuple(map(np.asarray, base_train.piece(i))) for i in range(len(base_train))], 500)
+    stored = Tokenizer.load(out)
+    assert again == stored and m["tokenizer"]["hash"] == stored.hash
+    with_valid = base_train.tokenizer.train_bpe([tuple(map(np.asarray, c.piece(i))) for c in (base_train, PreparedCorpus(out, "valid", base=True))
+                                                 for i in range(len(c))], 500)
     assert with_valid != stored  # so valid data would have changed it
     bpe_train = PreparedCorpus(out, "train")
     assert bpe_train.n_tokens < base_train.n_tokens
@@ -149,8 +154,8 @@ def test_prepare_trains_on_train_only_and_checkpoints_carry_it(tmp_path, bach_fi
     cfg = TrainConfig(data=str(out), out=str(tmp_path / "run"), batch_size=2, seq_len=32, max_steps=2, eval_interval=2,
                       eval_batches=1, warmup_steps=1, progress=False, device="cpu")
     Trainer(cfg, dict(n_layer=1, n_head=2, n_embd=32)).train()
-    model, codec, meta = load_model(tmp_path / "run")
-    assert isinstance(codec, BPE) and codec == stored and meta["tokenizer"] == "bpe"
+    model, tok, meta = load_model(tmp_path / "run")
+    assert isinstance(tok, Tokenizer) and tok == stored and meta["tokenizer"] == "bpe"
     other = tmp_path / "prep2"
     prepare([src], other, workers=0, progress=False, valid_fraction=0.2, test_fraction=0.2, bpe_vocab=450)
     with pytest.raises(ValueError, match="another BPE tokenizer"):
@@ -165,7 +170,7 @@ def test_sampled_merged_tokens_never_move_time_inside_themselves(bach_tokens):
     from midigen.model import GPT, GPTConfig
 
     vocab, toks = bach_tokens
-    bpe = BPE.train(toks, vocab, 1000)
+    bpe = vocab.train_bpe(toks, 1000)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=len(bpe), block_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
     for seed in range(32):
@@ -175,7 +180,7 @@ def test_sampled_merged_tokens_never_move_time_inside_themselves(bach_tokens):
         steps = np.repeat(t.steps, bpe.lengths[t.ids])
         from midigen.encoding.grammar import C_GAP_DUR, contexts
 
-        ctx = contexts(vocab.kind[base])
+        ctx = contexts(vocab.table.kind[base])
         gap_at = np.flatnonzero(ctx == C_GAP_DUR)
         ends = np.cumsum(bpe.lengths[t.ids]) - 1
         assert np.isin(gap_at, ends).all(), seed  # a gap only ever closes a merged token

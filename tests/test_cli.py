@@ -11,7 +11,7 @@ import pytest
 
 from conftest import BACH, ROOT
 from midigen import cli
-from midigen.flags import default_of, flag, show
+from midigen.flags import default_of, show
 
 
 def midigen(*args, cwd=ROOT):

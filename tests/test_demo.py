@@ -38,10 +38,10 @@ def test_demo_writes_midi_wav_png_and_prints_the_table(tmp_path, bach_files, cap
 def test_bundled_checkpoint_loads_and_generates():
     from midigen.generate import generate
 
-    model, vocab, meta = load_model(BUNDLED)
+    model, tok, meta = load_model(BUNDLED)
     assert (BUNDLED / "model.safetensors").stat().st_size < 25 * 2**20
-    (toks,) = generate(model, vocab, max_new_tokens=40, seed=0)
-    vocab.decode(toks.ids, strict=True)
+    (toks,) = generate(model, tok, max_new_tokens=40, seed=0)
+    tok.decode(toks.ids, strict=True)
 
 
 @pytest.mark.skipif(not (BUNDLED / "model.safetensors").exists(), reason="no bundled checkpoint yet")

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from midigen import EncodingConfig, PositionScore, Score, SparseScore, Vocab, decode, encode
+from midigen import EncodingConfig, PositionScore, Score, SparseScore, Tokenizer, decode, encode
 from midigen.check import decoded_notes, note_f1, reference_notes
 from midigen.encoding import encode_via_sparse
 from midigen.encoding.index import encode_position, steps_of
@@ -74,11 +74,11 @@ def has_long_silence(score, cfg):
 @SETTINGS
 @given(scores(), configs)
 def test_round_trip_equals_quantised_original(score, cfg):
-    vocab = Vocab(cfg)
+    tok = Tokenizer(cfg)
     expected = expected_notes(score, cfg)
     if not expected:
         return
-    back = decode(encode(score, vocab).ids, vocab, strict=True)
+    back = decode(encode(score, tok).ids, tok, strict=True)
     got = decoded_notes(back, cfg)
     if has_long_silence(score, cfg):
         # silences are shortened: same notes in the same order, only shifted in time
@@ -92,12 +92,12 @@ def test_round_trip_equals_quantised_original(score, cfg):
 @SETTINGS
 @given(scores(), configs)
 def test_sparse_and_direct_paths_give_identical_tokens(score, cfg):
-    vocab = Vocab(cfg)
+    tok = Tokenizer(cfg)
     if not expected_notes(score, cfg):
         return
-    direct = encode(score, vocab)
-    dense = encode_via_sparse(score, vocab)
-    rows = encode_position(PositionScore.from_score(score, cfg), vocab)
+    direct = encode(score, tok)
+    dense = encode_via_sparse(score, tok)
+    rows = encode_position(PositionScore.from_score(score, cfg), tok)
     assert np.array_equal(direct.ids, dense.ids)
     assert np.array_equal(direct.ids, rows.ids)
     assert np.array_equal(direct.steps, dense.steps)
@@ -108,11 +108,11 @@ def test_sparse_and_direct_paths_give_identical_tokens(score, cfg):
 @SETTINGS
 @given(scores(), configs)
 def test_tokens_follow_the_grammar_and_carry_time_steps(score, cfg):
-    vocab = Vocab(cfg)
+    tok = Tokenizer(cfg)
     if not expected_notes(score, cfg):
         return
-    toks = encode(score, vocab)
-    kind = vocab.kind[toks.ids]
+    toks = encode(score, tok)
+    kind = tok.table.kind[toks.ids]
     steps = toks.steps.astype(np.int64)
     assert kind[0] == 1 and kind[-1] == 2  # <sos> ... <eos>
     assert np.all(np.diff(steps) >= 0)  # time never goes backwards
@@ -121,13 +121,13 @@ def test_tokens_follow_the_grammar_and_carry_time_steps(score, cfg):
     # a note token's step is the sum of the gaps (<sep> dN) before it
     seps = np.flatnonzero(kind == K_SEP)
     gap_at = np.zeros(len(kind), np.int64)
-    gap_at[seps + 1] = vocab.value[toks.ids[seps + 1]]
+    gap_at[seps + 1] = tok.table.value[toks.ids[seps + 1]]
     notes = kind == K_NOTE
     assert np.array_equal(steps[notes], np.cumsum(gap_at)[notes])
     assert steps[-1] == gap_at.sum()  # <eos> is the end of the piece
-    assert np.array_equal(steps_of(toks.ids, vocab), toks.steps)  # what prepare's cache relies on
+    assert np.array_equal(steps_of(toks.ids, tok), toks.steps)  # what prepare's cache relies on
     two = np.concatenate([toks.ids, toks.ids])  # pieces back to back restart at their <sos>
-    assert np.array_equal(steps_of(two, vocab, [0, len(toks)]), np.concatenate([toks.steps, toks.steps]))
+    assert np.array_equal(steps_of(two, tok, [0, len(toks)]), np.concatenate([toks.steps, toks.steps]))
     if not cfg.instruments:
         assert not (kind == K_INSTR).any()
     if not cfg.tempo:
@@ -140,10 +140,10 @@ def test_tokens_follow_the_grammar_and_carry_time_steps(score, cfg):
 def test_tempo_survives(score, cfg):
     if not cfg.tempo:
         return
-    vocab = Vocab(cfg)
+    tok = Tokenizer(cfg)
     if not expected_notes(score, cfg):
         return
-    back = decode(encode(score, vocab).ids, vocab)
+    back = decode(encode(score, tok).ids, tok)
     values = cfg.tempo_values()
     spb = cfg.steps_per_beat
     # At each decoded note, the tempo in force equals the original's at that note, to a bin.

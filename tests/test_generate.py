@@ -4,42 +4,41 @@ import numpy as np
 import pytest
 import torch
 
-from midigen import EncodingConfig, Vocab, decode
-from midigen.encoding.grammar import Grammar
+from midigen import EncodingConfig, Tokenizer, decode
 from midigen.generate import SamplingConfig, _filter, generate, prompt_from_midi
 from midigen.model import GPT, GPTConfig
 
 
-def untrained(vocab, block=64, **kw):
+def untrained(tok, block=64, **kw):
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=len(vocab), block_size=block, n_layer=2, n_head=2, n_embd=32, **kw)).eval()
+    return GPT(GPTConfig(vocab_size=len(tok), block_size=block, n_layer=2, n_head=2, n_embd=32, **kw)).eval()
 
 
 @pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
 def test_constrained_sampling_decodes_for_100_seeds(config):
     # An untrained model is the worst case: it has no idea of the grammar.
-    vocab = Vocab(config)
-    model = untrained(vocab)
-    grammar = Grammar(vocab, min_length=30)
+    tok = Tokenizer(config)
+    model = untrained(tok)
+    grammar = tok.grammar
     for seed in range(100):
-        (toks,) = generate(model, vocab, max_new_tokens=80, seed=seed, min_length=30)
-        assert len(grammar.violations(toks.ids)) == 0, seed
-        decode(toks.ids, vocab, strict=True)
+        (toks,) = generate(model, tok, max_new_tokens=80, seed=seed, min_length=30)
+        assert len(grammar.violations(toks.ids, min_length=30)) == 0, seed
+        decode(toks.ids, tok, strict=True)
         assert np.all(np.diff(toks.steps) >= 0)
 
 
 def test_unconstrained_sampling_from_an_untrained_model_breaks_the_grammar():
-    vocab = Vocab()
-    (toks,) = generate(untrained(vocab), vocab, max_new_tokens=80, seed=0, constrained=False)
-    assert len(Grammar(vocab).violations(toks.ids)) > 0  # what the constraint protects from
+    tok = Tokenizer()
+    (toks,) = generate(untrained(tok), tok, max_new_tokens=80, seed=0, constrained=False)
+    assert len(tok.grammar.violations(toks.ids)) > 0  # what the constraint protects from
 
 
 def test_generated_steps_match_the_encoders():
-    vocab = Vocab()
-    (toks,) = generate(untrained(vocab), vocab, max_new_tokens=150, seed=3, min_length=150)
+    tok = Tokenizer()
+    (toks,) = generate(untrained(tok), tok, max_new_tokens=150, seed=3, min_length=150)
     from midigen import encode
 
-    again = encode(decode(toks.ids, vocab, strict=True), vocab)
+    again = encode(decode(toks.ids, tok, strict=True), tok)
     # the decoded piece re-encodes to the same steps wherever the tokens are the same
     n = min(len(again), len(toks)) - 2
     same = again.ids[:n] == toks.ids[:n]
@@ -47,9 +46,9 @@ def test_generated_steps_match_the_encoders():
 
 
 def test_cached_greedy_generation_equals_recomputing_everything():
-    vocab = Vocab(EncodingConfig.blog())
-    model = untrained(vocab, block=128)
-    (toks,) = generate(model, vocab, max_new_tokens=40, top_k=1, seed=0, constrained=False)
+    tok = Tokenizer(EncodingConfig.blog())
+    model = untrained(tok, block=128)
+    (toks,) = generate(model, tok, max_new_tokens=40, top_k=1, seed=0, constrained=False)
     ids = torch.tensor(toks.ids[:1], dtype=torch.long)[None]
     steps = torch.tensor(toks.steps[:1], dtype=torch.long)[None]
     for t in range(1, len(toks)):
@@ -61,22 +60,22 @@ def test_cached_greedy_generation_equals_recomputing_everything():
 
 
 def test_pieces_longer_than_the_block_slide():
-    vocab = Vocab()
-    model = untrained(vocab, block=32)
-    outs = generate(model, vocab, num_samples=3, max_new_tokens=150, seed=1, min_length=150)
+    tok = Tokenizer()
+    model = untrained(tok, block=32)
+    outs = generate(model, tok, num_samples=3, max_new_tokens=150, seed=1, min_length=150)
     for toks in outs:
         assert len(toks) >= 100  # far past the 32-token block
-        decode(toks.ids, vocab, strict=True)
+        decode(toks.ids, tok, strict=True)
 
 
 def test_prompt_continuation(bach_files):
-    vocab = Vocab()
-    prompt = prompt_from_midi(bach_files[0], vocab, beats=4)
+    tok = Tokenizer()
+    prompt = prompt_from_midi(bach_files[0], tok, beats=4)
     assert prompt.steps.max() < 4 * 4 + 1
-    (toks,) = generate(untrained(vocab), vocab, prompt=prompt, max_new_tokens=60, seed=0)
+    (toks,) = generate(untrained(tok), tok, prompt=prompt, max_new_tokens=60, seed=0)
     assert np.array_equal(toks.ids[: len(prompt)], prompt.ids)
     assert toks.steps[len(prompt)] >= prompt.steps[-1]
-    decode(toks.ids, vocab, strict=True)
+    decode(toks.ids, tok, strict=True)
 
 
 def test_top_p_and_top_k_filters():
@@ -89,25 +88,25 @@ def test_top_p_and_top_k_filters():
 
 
 def test_note_and_duration_temperatures():
-    vocab = Vocab()
+    tok = Tokenizer()
     from midigen.generate import _Tables
 
-    t = _Tables(vocab, SamplingConfig(temperature=1.0, note_temperature=0.5, duration_temperature=2.0), "cpu")
-    assert float(t.inv_temp[vocab.index["n60"]]) == 2.0
-    assert float(t.inv_temp[vocab.index["d4"]]) == 0.5
-    assert float(t.inv_temp[vocab.index["<sep>"]]) == 1.0
+    t = _Tables(tok, SamplingConfig(temperature=1.0, note_temperature=0.5, duration_temperature=2.0), "cpu")
+    assert float(t.inv_temp[tok.index["n60"]]) == 2.0
+    assert float(t.inv_temp[tok.index["d4"]]) == 0.5
+    assert float(t.inv_temp[tok.index["<sep>"]]) == 1.0
 
 
 def test_int8_model_samples_decodable_music_close_to_fp32():
     from midigen.generate import quantize_for_cpu
 
-    vocab = Vocab()
-    model = untrained(vocab, block=64)
+    tok = Tokenizer()
+    model = untrained(tok, block=64)
     q = quantize_for_cpu(model)
-    ids = torch.randint(3, len(vocab), (1, 20))
+    ids = torch.randint(3, len(tok), (1, 20))
     steps = torch.arange(20)[None]
     a, _ = model(ids, steps)
     b, _ = q(ids, steps)
     assert torch.allclose(a.softmax(-1), b.softmax(-1), atol=0.02)
-    (toks,) = generate(q, vocab, max_new_tokens=60, seed=0)
-    decode(toks.ids, vocab, strict=True)
+    (toks,) = generate(q, tok, max_new_tokens=60, seed=0)
+    decode(toks.ids, tok, strict=True)

@@ -3,24 +3,23 @@
 import numpy as np
 import pytest
 
-from midigen import EncodingConfig, Vocab, decode, encode
-from midigen.encoding.grammar import C_START, Grammar
-from midigen.encoding.vocab import K_EOS, K_INSTR
+from midigen import EncodingConfig, Tokenizer, decode, encode
+from midigen.encoding.grammar import C_START
 
 
 @pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
 def test_encoded_chorales_obey_the_grammar(bach_files, config):
-    vocab = Vocab(config)
-    grammar = Grammar(vocab)
+    tok = Tokenizer(config)
+    grammar = tok.grammar
     for f in bach_files[::20]:
-        assert len(grammar.violations(encode(f, vocab).ids)) == 0, f
+        assert len(grammar.violations(encode(f, tok).ids)) == 0, f
 
 
 @pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
 def test_random_walks_through_the_grammar_always_decode(config):
     """Sample uniformly among allowed tokens (what a constrained sampler does), 100 seeds."""
-    vocab = Vocab(config)
-    grammar = Grammar(vocab, min_length=20)
+    tok = Tokenizer(config)
+    g = tok.grammar
     B, T = 100, 300
     rng = np.random.default_rng(0)
     ids = np.zeros((B, T), np.int64)
@@ -28,34 +27,45 @@ def test_random_walks_through_the_grammar_always_decode(config):
     has_instr = np.zeros(B, bool)
     done = np.zeros(B, bool)
     for t in range(T):
-        mask = grammar.allowed(ctx, has_instr, np.full(B, t))
+        # the sampler's mask, from the grammar's per-token tables
+        mask = g.allowed[ctx] & ~(g.needs_instrument[None, :] & ~has_instr[:, None])
+        if t < 20:  # no <eos> before the minimum length
+            mask &= ~g.has_eos
         mask[done] = False
-        mask[done, vocab.pad_id] = True
+        mask[done, tok.pad_id] = True
         assert mask.any(axis=1).all()
         # uniform among allowed tokens: random scores, -inf where masked
         scores = np.where(mask, rng.random(mask.shape), -1.0)
-        tok = scores.argmax(axis=1)
-        ids[:, t] = tok
-        ctx = grammar.step(ctx, tok)
-        has_instr |= vocab.kind[tok] == K_INSTR
-        done |= vocab.kind[tok] == K_EOS
+        nxt = scores.argmax(axis=1)
+        ids[:, t] = nxt
+        ctx = g.next_ctx[ctx, nxt]
+        has_instr |= g.gives_instrument[nxt]
+        done |= g.has_eos[nxt]
     for row in ids:
-        eos = np.flatnonzero(vocab.kind[row] == K_EOS)
+        eos = np.flatnonzero(g.has_eos[row])
         seq = row[: eos[0] + 1] if len(eos) else row
-        assert len(grammar.violations(seq)) == 0
-        score = decode(seq, vocab, strict=True)
+        assert len(g.violations(seq, min_length=20)) == 0
+        score = decode(seq, tok, strict=True)
         if len(eos):
             assert eos[0] >= 20  # no end before the minimum length
         assert score.n_notes >= 0
 
 
 def test_violations_are_explained():
-    vocab = Vocab()
-    grammar = Grammar(vocab)
-    ids = vocab.to_ids("<sos> t120 n60 d4 <sep> d4 <eos>")
+    tok = Tokenizer()
+    grammar = tok.grammar
+    ids = tok.to_ids("<sos> t120 n60 d4 <sep> d4 <eos>")
     bad = grammar.violations(ids)
     assert bad.tolist() == [2]
     assert "instrument" in grammar.explain(ids, 2)
-    ids = vocab.to_ids("<sos> i0 n60 d4 t120 <sep> d4 <eos>")
+    ids = tok.to_ids("<sos> i0 n60 d4 t120 <sep> d4 <eos>")
     assert grammar.violations(ids).tolist() == [4]
     assert "tempo" in grammar.explain(ids, 4)
+
+
+def test_eos_before_the_minimum_length_is_a_violation():
+    tok = Tokenizer()
+    ids = tok.to_ids("<sos> t120 i0 n60 d4 <sep> d4 <eos>")
+    assert tok.grammar.violations(ids).tolist() == []
+    assert tok.grammar.violations(ids, min_length=10).tolist() == [7]
+    assert "minimum length" in tok.grammar.explain(ids, 7, min_length=10)

@@ -121,18 +121,18 @@ def test_memory_stays_bounded_over_hundreds_of_segments():
 
 
 def test_generation_keeps_writing_to_memory():
-    from midigen import Vocab, decode
+    from midigen import Tokenizer, decode
     from midigen.generate import generate
 
-    vocab = Vocab()
+    tok = Tokenizer()
     torch.manual_seed(0)
-    m = MemoryGPT(MemoryConfig(vocab_size=len(vocab), block_size=32, n_layer=2, n_head=2, n_embd=32,
+    m = MemoryGPT(MemoryConfig(vocab_size=len(tok), block_size=32, n_layer=2, n_head=2, n_embd=32,
                                xl_memory=32, knn_layers=(1,), knn_capacity=256, knn_topk=8)).eval()
     calls = []
     orig = m.write_segment
     m.write_segment = lambda memory, cache: (calls.append(int(memory.knn[1]["valid"].sum())), orig(memory, cache))
-    (toks,) = generate(m, vocab, max_new_tokens=150, seed=0, min_length=150)
-    decode(toks.ids, vocab, strict=True)
+    (toks,) = generate(m, tok, max_new_tokens=150, seed=0, min_length=150)
+    decode(toks.ids, tok, strict=True)
     assert len(calls) >= 4 and calls == sorted(calls) and calls[-1] > 0  # the memory grows segment by segment
 
 
@@ -152,9 +152,9 @@ def test_each_variant_trains_saves_loads_and_generates(kind, tmp_path, bach_file
                       max_steps=4, eval_interval=2, eval_batches=2, warmup_steps=1, progress=False, device="cpu")
     t = Trainer(cfg, dict(n_layer=2, n_head=2, n_embd=32, knn_capacity=128, knn_topk=8))
     t.train()
-    model, vocab, meta = load_model(tmp_path / "run")
+    model, tok, meta = load_model(tmp_path / "run")
     assert meta["model"] == kind and type(model).__name__ == "MemoryGPT"
-    (toks,) = generate(model, vocab, max_new_tokens=80, seed=0)
+    (toks,) = generate(model, tok, max_new_tokens=80, seed=0)
     assert len(toks) > 10
     # exact resume restores the memories too
     t2 = Trainer(cfg, dict(n_layer=2, n_head=2, n_embd=32, knn_capacity=128, knn_topk=8), resume=True)

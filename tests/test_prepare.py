@@ -18,7 +18,7 @@ from midigen.data.prepare import prepare
 from midigen.data.splits import split_of
 
 OUTPUTS = [f"{s}.{k}" for s in ("train", "valid", "test") for k in ("tokens.bin", "steps.bin", "index.npy", "pieces.json")]
-OUTPUTS += ["manifest.json", "vocab.json"]
+OUTPUTS += ["manifest.json", "tokenizer.json"]
 
 
 def outputs(d: Path) -> dict:
@@ -41,7 +41,7 @@ def test_prepare_writes_memmap_corpus_and_manifest(tmp_path, small_src):
     out = tmp_path / "out"
     r = prepare([small_src], out, workers=2, progress=False, valid_fraction=0.2, test_fraction=0.2)
     m = json.loads((out / "manifest.json").read_text())
-    for key in ("encoding", "vocab", "files_ok", "files_failed", "failures", "duplicates", "splits", "sources"):
+    for key in ("encoding", "tokenizer", "files_ok", "files_failed", "failures", "duplicates", "splits", "sources"):
         assert key in m
     assert m["files_ok"] == 41 and m["files_failed"] == 2 and m["duplicates"] == 1
     assert [(d["path"].rsplit("/", 1)[-1], d["same_as"].rsplit("/", 1)[-1]) for d in m["duplicate_files"]] == [
@@ -70,10 +70,10 @@ def test_prepare_writes_memmap_corpus_and_manifest(tmp_path, small_src):
     c = PreparedCorpus(out, "train")
     path = json.loads((out / "train.pieces.json").read_text())[0]
     ids, _ = c.piece(0)
-    again = __import__("midigen").encode(path, c.vocab).ids
+    again = __import__("midigen").encode(path, c.tokenizer).ids
     assert np.array_equal(np.asarray(ids), again)
-    assert check_file(path, c.vocab).f1 == 1.0
-    assert decode(np.asarray(ids), c.vocab).n_notes > 0
+    assert check_file(path, c.tokenizer).f1 == 1.0
+    assert decode(np.asarray(ids), c.tokenizer).n_notes > 0
 
 
 def test_rerun_is_incremental_and_split_is_stable(tmp_path, small_src, bach_files):
@@ -326,7 +326,7 @@ def test_steps_are_uint16_unless_a_piece_is_too_long(tmp_path, bach_files):
     assert c.steps.dtype == np.int32 and c.steps.nbytes == 4 * c.n_tokens
     for i, path in enumerate(c.names):
         ids, steps = c.piece(i)
-        want = encode(path, c.vocab)
+        want = encode(path, c.tokenizer)
         assert np.array_equal(ids, want.ids) and np.array_equal(steps, want.steps)
     assert int(c.piece(c.names.index(str(src / "long.mid")))[1][-1]) > 65_535
 

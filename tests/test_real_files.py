@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from midigen import EncodingConfig, MidiError, Vocab, encode, read_midi
+from midigen import EncodingConfig, MidiError, Tokenizer, encode, read_midi
 from midigen.check import check, check_file, find_midi_files
 from midigen.encoding import encode_via_sparse
 
@@ -21,14 +21,14 @@ def test_shared_corpus_round_trips_exactly(shared_corpus):
 
 @pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
 def test_shared_corpus_sparse_equals_direct(shared_corpus, config):
-    vocab = Vocab(config)
+    tok = Tokenizer(config)
     for path in find_midi_files([shared_corpus]):
         try:
             score = read_midi(path)
-            direct = encode(score, vocab)
+            direct = encode(score, tok)
         except MidiError:
             continue
-        dense = encode_via_sparse(score, vocab)
+        dense = encode_via_sparse(score, tok)
         assert np.array_equal(direct.ids, dense.ids), path
         assert np.array_equal(direct.steps, dense.steps), path
 
@@ -37,13 +37,13 @@ def test_multitrack_keeps_instruments_drums_and_tempo(shared_corpus):
     path = shared_corpus / "multitrack" / "Funkytown.mid"
     if not path.exists():
         pytest.skip("Funkytown.mid absent")
-    vocab = Vocab()
-    toks = encode(path, vocab)
-    words = set(vocab.to_tokens(toks.ids))
+    tok = Tokenizer()
+    toks = encode(path, tok)
+    words = set(tok.to_tokens(toks.ids))
     assert "drums" in words
     assert len([w for w in words if w.startswith("i")]) >= 4
     assert any(w.startswith("t") for w in words)
-    assert check_file(path, vocab).f1 == 1.0
+    assert check_file(path, tok).f1 == 1.0
 
 
 def test_bach_chorales_round_trip(bach_files):

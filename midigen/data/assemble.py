@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..encoding import Vocab
+from ..encoding import Tokenizer
 from ..encoding.index import steps_of
 from .cache import ShardReader, pwrite_all
 from .corpus import SPLITS
@@ -52,12 +52,12 @@ class Written(NamedTuple):
     tokens: int
 
 
-def write_part(vocab: Vocab, shards: Path, part: Part) -> int:
+def write_part(tokenizer: Tokenizer, shards: Path, part: Part) -> int:
     """Copy a part's pieces from the cache into the split files; the steps are rebuilt from the
     ids and stored as ``part.steps_dtype``. Returns the number of tokens written. Runs in the
     workers, so writing a Lakh-sized split takes all cores, not one.
     """
-    dtype, sdtype = np.dtype(vocab.dtype), np.dtype(part.steps_dtype)
+    dtype, sdtype = np.dtype(tokenizer.dtype), np.dtype(part.steps_dtype)
     reader = ShardReader(shards, part.names, dtype)
     ft, fs = os.open(part.tok_path, os.O_WRONLY), os.open(part.step_path, os.O_WRONLY)
     chunk, at = [], part.start
@@ -65,7 +65,7 @@ def write_part(vocab: Vocab, shards: Path, part: Part) -> int:
     def flush():  # one write per file for ~WRITE_TOKENS tokens; steps over the whole chunk at once
         nonlocal at
         ids = np.concatenate(chunk)
-        steps = steps_of(ids, vocab, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
+        steps = steps_of(ids, tokenizer, np.cumsum([0] + [len(c) for c in chunk[:-1]]))
         pwrite_all(ft, ids, at * dtype.itemsize)
         pwrite_all(fs, steps.astype(sdtype, copy=False), at * sdtype.itemsize)
         at += len(ids)
@@ -146,32 +146,31 @@ def _lay_out(out: Path, table: FileTable, plan: SplitPlan, shards: list[str], dt
     return splits, renames, parts
 
 
-def _write_bpe(out: Path, vocab: Vocab, bpe_vocab: int | None, split_ids, sdtype, renames: list) -> dict | None:
-    """With ``bpe_vocab``: learn BPE on the train split, save ``tokenizer.json`` and write every
-    split in BPE ids too (``{split}.bpe.*``); returns the manifest's "bpe" entry."""
-    bpe_info = None
+def _write_tokenizer(out: Path, tokenizer: Tokenizer, bpe_vocab: int | None, split_ids, sdtype,
+                     renames: list) -> tuple[Tokenizer, dict | None]:
+    """Save ``tokenizer.json`` (renamed into place with the split files). With ``bpe_vocab``, first
+    learn BPE merges on the train split and write every split in BPE ids too (``{split}.bpe.*``).
+    Returns the tokenizer saved (the base one, or one with merges) and the manifest's "bpe" entry."""
+    final, bpe_info = tokenizer, None
     if bpe_vocab:
-        from ..encoding.bpe import BPE
         from ..encoding.index import Tokens
 
         def split_pieces(split):
             for ids in split_ids(split):
-                yield ids, steps_of(ids, vocab)
+                yield ids, steps_of(ids, tokenizer)
 
-        bpe = BPE.train(split_pieces("train"), vocab, bpe_vocab)  # the train split only: no leak
-        tok_tmp = out / "tokenizer.json.tmp"
-        tok_tmp.write_text(json.dumps(bpe.to_dict()))
-        renames.append((tok_tmp, "tokenizer.json"))
-        bpe_info = {"file": "tokenizer.json", "vocab_size": len(bpe), "token_dtype": np.dtype(bpe.dtype).name,
+        final = tokenizer.train_bpe(split_pieces("train"), bpe_vocab)  # the train split only: no leak
+        bpe_info = {"file": "tokenizer.json", "vocab_size": len(final), "token_dtype": np.dtype(final.dtype).name,
                     "trained_on": "train", "splits": {}}
         for split in SPLITS:
-            encoded = ((e.ids, e.steps) for e in (bpe.encode(Tokens(i, st)) for i, st in split_pieces(split)))
-            r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(bpe.dtype),
-                                                        bpe.notes_per_token(), sdtype)
+            encoded = ((e.ids, e.steps) for e in (final.apply_bpe(Tokens(i, st)) for i, st in split_pieces(split)))
+            r, bpe_info["splits"][split] = _write_split(out, f"{split}.bpe", encoded, np.dtype(final.dtype),
+                                                        final.notes_per_token(), sdtype)
             renames += r
-    elif (out / "tokenizer.json").exists():  # a rerun without BPE: the old tokenizer no longer fits
-        renames.append((None, "tokenizer.json"))
-    return bpe_info
+    renames.append((final.save(out / "tokenizer.tmp.json"), "tokenizer.json"))
+    if (out / "vocab.json").exists():  # a corpus of the old layout, prepared again: now in tokenizer.json
+        renames.append((None, "vocab.json"))
+    return final, bpe_info
 
 
 def _write_manifest(out: Path, manifest: dict, table: FileTable) -> None:
@@ -188,7 +187,7 @@ def _write_manifest(out: Path, manifest: dict, table: FileTable) -> None:
     os.replace(tmp, out / "manifest.json")
 
 
-def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cache: Path, vocab: Vocab,
+def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cache: Path, tokenizer: Tokenizer,
              valid_fraction: float, test_fraction: float, seed: int, bpe_vocab: int | None = None,
              pool: Pool | None = None) -> dict:
     """Write the split files and the manifest from the cache: the split files written in parts
@@ -196,7 +195,7 @@ def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cac
     manifest last. Returns the manifest (without its per-file "sources" table)."""
     files = table.files
     failures = [{"path": files[i], "error": table.errors[i]} for i in sorted(table.errors)]
-    dtype = np.dtype(vocab.dtype)
+    dtype = np.dtype(tokenizer.dtype)
     # Steps as uint16 (2 bytes a token instead of 4) while every piece is shorter than 65,536
     # steps (over two hours at 4 steps a beat and 120 bpm), else int32.
     sdtype = np.dtype(np.uint16 if table.last_step[plan.kept].max(initial=0) <= np.iinfo(np.uint16).max else np.int32)
@@ -207,7 +206,7 @@ def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cac
     if pool is not None:
         written = pool.map_parts(parts)
     else:
-        written = [write_part(vocab, cache / "shards", part) for part in parts]
+        written = [write_part(tokenizer, cache / "shards", part) for part in parts]
     if sum(written) != sum(s["tokens"] for s in splits.values()):  # (never seen; never rename a short file)
         raise RuntimeError(f"{out}: the split files came out incomplete; run prepare again")
 
@@ -223,15 +222,15 @@ def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cac
             with open(pieces_tmp, "w") as f:  # json.dump streams: no whole-file string in memory
                 json.dump([files[i] for i in plan.by_split[split]], f, indent=0)
             renames.append((pieces_tmp, f"{split}.pieces.json"))
-        bpe_info = _write_bpe(out, vocab, bpe_vocab, split_ids, sdtype, renames)
+        final, bpe_info = _write_tokenizer(out, tokenizer, bpe_vocab, split_ids, sdtype, renames)
     finally:
         reader.close()
 
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
-        "encoding": vocab.config.to_dict(),
-        "vocab": {"file": "vocab.json", "size": len(vocab)},
+        "encoding": tokenizer.config.to_dict(),
+        "tokenizer": {"file": "tokenizer.json", "size": len(final), "hash": final.hash},
         "token_dtype": dtype.name,
         "steps_dtype": sdtype.name,
         "split": {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed},

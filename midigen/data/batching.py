@@ -115,7 +115,7 @@ class _Batches:
         self.seq_len = _check_positive("seq_len", seq_len)
         self.seed = int(seed)
         self.epoch = 0
-        self.pad_id = int(corpus.vocab.pad_id)
+        self.pad_id = int(corpus.tokenizer.pad_id)
         self._on_torch = torch.is_tensor(corpus.tokens)
         source = corpus.tokens.device if self._on_torch else torch.device("cpu")
         self.device = torch.device(device) if device is not None else source

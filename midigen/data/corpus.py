@@ -3,13 +3,18 @@
 On disk, a prepared corpus is a folder::
 
     manifest.json          what was encoded, how, what failed (written by assemble.py)
-    vocab.json             the vocabulary (JSON, with its encoding config)
+    tokenizer.json         the `Tokenizer` (encoding config, vocabulary, BPE merges if any)
     {split}.tokens.bin     flat token ids of every piece of the split, back to back
                            (each piece is <sos> ... <eos>); uint16, or uint32 for huge vocabularies
     {split}.steps.bin      the time step of each token, parallel to the tokens: uint16 while every
                            piece is shorter than 65,536 steps, else int32 (manifest "steps_dtype";
                            cast before subtracting steps)
     {split}.index.npy      int64 (n_pieces, 2): start offset and length of each piece
+    {split}.bpe.*          the same three in merged ids, when the tokenizer has BPE merges
+
+A corpus whose tokenizer has merges reads its ``{split}.bpe.*`` files; ``base=True`` reads the base
+ids instead (and ``.tokenizer`` is then the tokenizer without its merges). Corpora of the layout
+before `Tokenizer` (``vocab.json``, plus a ``midigen.bpe`` ``tokenizer.json`` for BPE) still load.
 
 The flat files are read through `np.memmap` (a ragged memmap), so reading one piece or one
 window costs O(window), never O(corpus). ``location`` chooses where the arrays live: "disk"
@@ -24,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoding import Vocab
+from ..encoding import Tokenizer
 
 SPLITS = ("train", "valid", "test")
 
 
 class PreparedCorpus:
-    def __init__(self, path, split: str = "train", location: str = "disk", bpe: bool | None = None):
+    def __init__(self, path, split: str = "train", location: str = "disk", base: bool = False):
         self.path = Path(path)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -38,23 +43,17 @@ class PreparedCorpus:
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{self.path}: not a prepared corpus (no manifest.json); run `midigen prepare`")
         self.manifest = json.loads(manifest_path.read_text())
-        self.vocab = Vocab.load(self.path / "vocab.json")
+        tokenizer = Tokenizer.load(self.path)
         self.split = split
         self.location = location
-        # BPE: where the corpus has a tokenizer (prepare --bpe-vocab), read its BPE files
-        has_bpe = (self.path / "tokenizer.json").is_file()
-        if bpe and not has_bpe:
-            raise FileNotFoundError(f"{self.path}: no tokenizer.json (prepare with --bpe-vocab N)")
-        self.tokenizer = None
         prefix, dtype = split, np.dtype(self.manifest["token_dtype"])
         sdtype = np.dtype(self.manifest.get("steps_dtype", "int32"))  # (corpora before it: int32)
-        if has_bpe and bpe is not False:
-            from ..encoding.bpe import BPE
-
-            self.tokenizer = BPE.load(self.path / "tokenizer.json")
-            if self.tokenizer.base != self.vocab:
-                raise ValueError(f"{self.path}: tokenizer.json and vocab.json disagree")
+        if tokenizer.has_merges and base:
+            tokenizer = tokenizer.without_merges()
+        elif tokenizer.has_merges:  # a BPE corpus (prepare --bpe-vocab): read its merged ids
             prefix, dtype = f"{split}.bpe", np.dtype(self.manifest["bpe"]["token_dtype"])
+        self.tokenizer: Tokenizer = tokenizer
+        """What the ids read here mean (with merges for a BPE corpus, unless ``base=True``)."""
         index = np.load(self.path / f"{prefix}.index.npy", allow_pickle=False)
         self.starts = index[:, 0].copy() if len(index) else np.zeros(0, np.int64)
         self.lengths = index[:, 1].copy() if len(index) else np.zeros(0, np.int64)
@@ -83,11 +82,6 @@ class PreparedCorpus:
         if not hasattr(self, "_names"):
             self._names = json.loads((self.path / f"{self.split}.pieces.json").read_text())
         return self._names
-
-    @property
-    def codec(self):
-        """What the token ids mean: the `BPE` tokenizer if the corpus uses one, else the `Vocab`."""
-        return self.tokenizer if self.tokenizer is not None else self.vocab
 
     def __len__(self) -> int:
         """Number of pieces."""

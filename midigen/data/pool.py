@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoding import Vocab
+from ..encoding import Tokenizer
 from .assemble import Written
 from .worker import worker_main
 
@@ -88,10 +88,10 @@ class Worker:
 class Pool:
     """Worker processes, started before the file scan so their start-up overlaps it."""
 
-    def __init__(self, workers: int, shards: Path, vocab: Vocab, known: np.ndarray, start_method: str | None = None):
+    def __init__(self, workers: int, shards: Path, tokenizer: Tokenizer, known: np.ndarray, start_method: str | None = None):
         _start_method(start_method)  # (an unknown method fails here, before any process starts)
         self.start_method = start_method
-        self.args = (str(shards), vocab.config.to_dict(), known.tobytes())
+        self.args = (str(shards), tokenizer.config.to_dict(), known.tobytes())
         self.workers: list[Worker] = []
         for _ in range(max(1, workers)):
             self.workers.append(self._start())

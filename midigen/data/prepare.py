@@ -25,7 +25,7 @@ Built for the Lakh MIDI Dataset on a laptop (~176k files, ~5% broken):
   between splits and adding files never moves the old ones.
 
 The output format is described in `midigen.data.corpus`; ``manifest.json`` records the encoding,
-vocabulary, what failed and why, duplicates, per-split sizes and the content hash of each source.
+tokenizer, what failed and why, duplicates, per-split sizes and the content hash of each source.
 
 Where each job lives: `pool` (the worker processes) runs `worker` (encode one file, write one
 part of the split files); `cache` (shards and journal) keeps the tokens; `collect` records each
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import JSONConfig, opt
-from ..encoding import EncodingConfig, Vocab
+from ..encoding import EncodingConfig, Tokenizer
 from ..errors import VocabError
 from ..midi import find_midi_files
 from .assemble import assemble
@@ -116,17 +116,17 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     encoding = encoding or EncodingConfig()
-    vocab = _save_vocab(out, encoding)
+    tokenizer = _check_tokenizer(out, encoding)
     cache = cache_folder(out, encoding)
-    journal = Journal(cache, vocab.dtype)
-    pool = _start_pool(workers, cache, vocab, journal, start_method)  # (starting while the files are found)
+    journal = Journal(cache, tokenizer.dtype)
+    pool = _start_pool(workers, cache, tokenizer, journal, start_method)  # (starting while the files are found)
     try:
         files = _find_files(sources)
         bar = bar_type(total=len(files), desc="prepare", unit="file", disable=not progress, smoothing=0.05)
         collector = Collector(files, journal, bar, t0)
-        restarts = _encode_all(files, collector, pool, cache, vocab, journal, timeout)
+        restarts = _encode_all(files, collector, pool, cache, tokenizer, journal, timeout)
         plan = plan_splits(collector.table, seed, valid_fraction, test_fraction)
-        manifest = assemble(out, collector.table, plan, journal, cache, vocab, valid_fraction, test_fraction, seed,
+        manifest = assemble(out, collector.table, plan, journal, cache, tokenizer, valid_fraction, test_fraction, seed,
                             bpe_vocab, pool)
     finally:
         if pool is not None:
@@ -152,23 +152,21 @@ def _check_sources(sources) -> None:
         raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
 
 
-def _save_vocab(out: Path, encoding: EncodingConfig) -> Vocab:
-    """The vocabulary, saved as ``out/vocab.json``; a corpus prepared differently there is an error."""
-    vocab = Vocab(encoding)
-    vocab_path = out / "vocab.json"
-    if vocab_path.exists():
+def _check_tokenizer(out: Path, encoding: EncodingConfig) -> Tokenizer:
+    """The base tokenizer of ``encoding`` (saved with the split files at the end, merges and all);
+    a corpus prepared differently already at ``out`` is an error."""
+    if (out / "tokenizer.json").exists() or (out / "vocab.json").exists():  # (vocab.json: the old layout)
         try:
-            Vocab.load(vocab_path, expected=encoding)
+            Tokenizer.load(out, expected=encoding)
         except VocabError as exc:
             raise VocabError(f"{out} holds a corpus prepared differently; use another --out or delete it ({exc})") from None
-    vocab.save(vocab_path)
-    return vocab
+    return Tokenizer(encoding)
 
 
-def _start_pool(workers: int | None, cache: Path, vocab: Vocab, journal: Journal, start_method: str | None) -> Pool | None:
+def _start_pool(workers: int | None, cache: Path, tokenizer: Tokenizer, journal: Journal, start_method: str | None) -> Pool | None:
     """The worker processes (one per core by default); None for ``workers=0``."""
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    return Pool(n_workers, cache / "shards", vocab, journal.known, start_method) if n_workers > 0 else None
+    return Pool(n_workers, cache / "shards", tokenizer, journal.known, start_method) if n_workers > 0 else None
 
 
 def _find_files(sources) -> list[str]:
@@ -178,17 +176,17 @@ def _find_files(sources) -> list[str]:
     return files
 
 
-def _encode_all(files: list[str], collector: Collector, pool: Pool | None, cache: Path, vocab: Vocab,
+def _encode_all(files: list[str], collector: Collector, pool: Pool | None, cache: Path, tokenizer: Tokenizer,
                 journal: Journal, timeout: float) -> int:
     """Encode every file (in the workers, or in this process without a pool) into the cache and
     the collector's table; returns the number of workers restarted."""
     try:
         if pool is not None:
             return pool.run(files, timeout, collector.on_result, collector.on_failure)
-        writer = ShardWriter(cache / "shards", vocab.dtype)
+        writer = ShardWriter(cache / "shards", tokenizer.dtype)
         try:
             for i, f in enumerate(files):
-                collector.on_result(encode_one(i, f, vocab, writer, journal.known))
+                collector.on_result(encode_one(i, f, tokenizer, writer, journal.known))
         finally:
             writer.close()
         return 0

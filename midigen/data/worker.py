@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..encoding import EncodingConfig, Vocab, encode
+from ..encoding import EncodingConfig, Tokenizer
 from ..errors import MidiError
 from ..midi import Score
 from .assemble import Part, Written, write_part
@@ -39,7 +39,7 @@ class FileResult(NamedTuple):
     last_step: int = 0  # time step of its last token
 
 
-def encode_one(index: int, path: str, vocab: Vocab, writer: ShardWriter, known: np.ndarray) -> FileResult:
+def encode_one(index: int, path: str, tokenizer: Tokenizer, writer: ShardWriter, known: np.ndarray) -> FileResult:
     """Worker body for one file: read, hash, parse, encode, append its ids to the shard.
 
     A file whose content is already in the cache is only hashed; the parent has its entry.
@@ -52,7 +52,7 @@ def encode_one(index: int, path: str, vocab: Vocab, writer: ShardWriter, known: 
     if find_hash(known, h) is not None:
         return FileResult(index, h, cached=True)
     try:
-        toks = encode(Score.from_bytes(data, path=path), vocab)
+        toks = tokenizer.encode_base(Score.from_bytes(data, path=path))
     except MidiError as exc:
         return FileResult(index, h, error=exc.reason)
     except Exception as exc:  # a bug or something unforeseen: report, never stop the run
@@ -97,8 +97,8 @@ def worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=()
     for c in inherited:  # else a worker whose parent was killed would wait forever on a pipe it
         c.close()  # holds open itself (seen: orphans blocked in recv after kill -9 of the parent)
     _keep_heap()
-    vocab = Vocab(EncodingConfig.from_dict(config))
-    writer = ShardWriter(Path(shards), vocab.dtype)
+    tokenizer = Tokenizer(EncodingConfig.from_dict(config))
+    writer = ShardWriter(Path(shards), tokenizer.dtype)
     known_hashes = np.frombuffer(known, "S32")
     try:
         conn.send("ready")  # imports done: from now on the parent's clock runs
@@ -107,13 +107,13 @@ def worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=()
             if msg is None:
                 return
             if isinstance(msg, Part):  # a part of the split files to write (after encoding)
-                conn.send(Written(write_part(vocab, Path(shards), msg)))
+                conn.send(Written(write_part(tokenizer, Path(shards), msg)))
                 continue
             done, sent = [], time.monotonic()
             for i, p in msg:
                 now[0] += 1  # files started so far
                 now[1] = time.monotonic()
-                done.append(encode_one(i, p, vocab, writer, known_hashes))
+                done.append(encode_one(i, p, tokenizer, writer, known_hashes))
                 now[1] = 0.0  # idle
                 if time.monotonic() - sent > SEND_EVERY:
                     conn.send(done)

@@ -1,7 +1,9 @@
 """The token grammar: which token may follow which. Defined once, here.
 
 The strict decoder uses it to name the first bad token, the sampler to mask every token that
-cannot come next (so each generated sequence decodes), and BPE to keep merges decodable.
+cannot come next (so each generated sequence decodes), and BPE to keep merges decodable. A
+tokenizer reaches it as ``tokenizer.grammar``: one `Grammar` of per-token tables, for base and
+merged tokens alike (a merged token is walked through the base grammar from every context).
 
 A sequence is ``<sos>``, then time steps separated by gaps, then ``<eos>``::
 
@@ -23,6 +25,7 @@ from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, 
 # Contexts: the kind of the last token, durations split by what they measure.
 C_START, C_SOS, C_SEP, C_NOTE, C_NOTE_DUR, C_GAP_DUR, C_INSTR, C_TEMPO, C_END = range(9)
 N_KINDS = 8
+N_CONTEXTS = 9
 
 _ALLOWED = {  # context -> kinds that may follow (a note also needs an instrument, see below)
     C_START: {K_SOS},
@@ -58,52 +61,88 @@ def contexts(kinds: np.ndarray) -> np.ndarray:
 
 
 class Grammar:
-    """Allowed-next-token masks for one vocabulary, for whole batches at once."""
+    """The grammar's tables for every id of a tokenizer (base and merged tokens alike).
 
-    def __init__(self, vocab: Vocab, min_length: int = 0):
-        self.vocab = vocab
-        self.min_length = min_length
-        self.needs_instrument = vocab.config.instruments
-        # (context, token id) -> allowed, before the instrument and length conditions
-        self.table = ALLOWED_KINDS[:, vocab.kind]
-        self.is_note = vocab.kind == K_NOTE
-        self.is_eos = vocab.kind == K_EOS
+    Built by `Tokenizer.grammar` from the base table and each id's base tokens (``pieces``, a
+    (V, longest) matrix padded with -1). Per id and context before it:
 
-    def allowed(self, ctx, has_instrument, length) -> np.ndarray:
-        """Boolean (batch, vocab) mask of the tokens that may come next.
+    ``allowed`` (contexts, V): the token may stand there; ``next_ctx`` (contexts, V): the context
+    after it; ``advance`` (contexts, V): time steps its gaps move on. Per id (V,):
+    ``needs_instrument`` (it holds a note before any instrument token of its own, and the
+    encoding has instruments), ``gives_instrument``, ``has_eos``, ``has_note``, ``has_duration``.
+    """
 
-        ``ctx``: context of each row's last token; ``has_instrument``: whether an instrument was
-        named in the row; ``length``: the row's current length in tokens.
-        """
-        ctx = np.atleast_1d(ctx)
-        mask = self.table[ctx].copy()
-        if self.needs_instrument:
-            mask[~np.atleast_1d(has_instrument)] &= ~self.is_note
-        short = np.atleast_1d(length) < self.min_length
-        mask[short] &= ~self.is_eos
-        return mask
+    def __init__(self, table: Vocab, pieces: np.ndarray):
+        V, maxlen = pieces.shape
+        kinds, values = table.kind, table.value
+        self.table = table
+        self.lengths = lengths = (pieces >= 0).sum(1)
+        ctx = np.repeat(np.arange(N_CONTEXTS)[:, None], V, 1)  # (contexts, V)
+        ok = np.ones((N_CONTEXTS, V), bool)
+        advance = np.zeros((N_CONTEXTS, V), np.int64)
+        for j in range(maxlen):  # walk position by position, all tokens and contexts at once
+            present = pieces[:, j] >= 0
+            k = np.where(present, kinds[np.maximum(pieces[:, j], 0)], 0)
+            ok &= np.where(present[None, :], ALLOWED_KINDS[ctx, k[None, :]], True)
+            new = NEXT_CONTEXT[ctx, k[None, :]]
+            gap = (new == C_GAP_DUR) & present[None, :]
+            # time may only move on at the very end of a merged token (an action ends with its
+            # gap): a token like "d4+n67" right after a bare <sep> would read d4 as a gap and
+            # put n67 a step later than the token's own step
+            ok &= ~(gap & (j < lengths - 1)[None, :])
+            advance += np.where(gap, values[np.maximum(pieces[:, j], 0)][None, :], 0)
+            ctx = np.where(present[None, :], new, ctx)
+        k_all = np.where(pieces >= 0, kinds[np.maximum(pieces, 0)], -1)
+        first_instr = np.where((k_all == K_INSTR).any(1), (k_all == K_INSTR).argmax(1), maxlen)
+        first_note = np.where((k_all == K_NOTE).any(1), (k_all == K_NOTE).argmax(1), maxlen)
+        self.allowed, self.next_ctx, self.advance = ok, ctx, advance
+        self.needs_instrument = (first_note < first_instr) & table.config.instruments
+        self.gives_instrument = (k_all == K_INSTR).any(1)
+        self.has_eos = (k_all == K_EOS).any(1)
+        self.has_note = (k_all == K_NOTE).any(1)
+        self.has_duration = (k_all == K_DUR).any(1)
+        self._pieces = pieces
 
-    def violations(self, ids) -> np.ndarray:
-        """Positions of tokens that the grammar does not allow where they stand."""
+    def _base(self, ids):
+        """Base ids of ``ids`` and the base position where each token ends."""
         ids = np.asarray(ids, np.int64)
-        kinds = self.vocab.kind[ids]
-        ctx = np.concatenate([[C_START], contexts(kinds)[:-1]])
-        has_instr = np.concatenate([[False], np.cumsum(kinds == K_INSTR)[:-1] > 0])
-        ok = self.table[ctx, ids]
-        if self.needs_instrument:
-            ok &= ~((kinds == K_NOTE) & ~has_instr)
-        ok &= ~((kinds == K_EOS) & (np.arange(len(ids)) < self.min_length))
+        if self._pieces.shape[1] == 1:
+            return ids, np.arange(len(ids))
+        p = self._pieces[ids]
+        return p[p >= 0], np.cumsum(self.lengths[ids]) - 1
+
+    def violations(self, ids, min_length: int = 0) -> np.ndarray:
+        """Positions of the tokens that the grammar does not allow where they stand (vectorised).
+
+        ``min_length``: no ``<eos>`` before this many tokens (as the sampler's ``min_length``).
+        """
+        ids = np.asarray(ids, np.int64)
+        if len(ids) == 0:
+            return np.zeros(0, np.int64)
+        base, ends = self._base(ids)
+        kinds = self.table.kind[base]
+        after = contexts(kinds)[ends]  # the context after each token
+        before = np.concatenate([[C_START], after[:-1]])
+        ok = self.allowed[before, ids]
+        has_instr = np.concatenate([[False], np.cumsum(self.gives_instrument[ids])[:-1] > 0])
+        ok &= ~(self.needs_instrument[ids] & ~has_instr)
+        ok &= ~(self.has_eos[ids] & (np.arange(len(ids)) < min_length))
         return np.flatnonzero(~ok)
 
-    def step(self, ctx, token_ids):
-        """Advance contexts by one token per row (for samplers): returns the new contexts."""
-        return NEXT_CONTEXT[np.asarray(ctx), self.vocab.kind[np.asarray(token_ids)]]
-
-    def explain(self, ids, i: int) -> str:
+    def explain(self, ids, i: int, min_length: int = 0) -> str:
         """Why token ``i`` of ``ids`` breaks the grammar, in words."""
-        kinds = self.vocab.kind[np.asarray(ids, np.int64)]
-        k = int(kinds[i])
-        prev = C_START if i == 0 else int(contexts(kinds[:i])[-1])
+        ids = np.asarray(ids, np.int64)
+        base, ends = self._base(ids[: i + 1])
+        kinds = self.table.kind[base]
+        start = int(ends[i - 1]) + 1 if i else 0
+        bad = [j for j in range(start, len(base)) if len(_base_violations(kinds[: j + 1], self.table, j))]
+        if not bad:
+            if self.has_eos[ids[i]] and i < min_length:
+                return "<eos> before the minimum length"
+            return "a merged token may move time on only at its end (after its gap)"
+        j = bad[0]
+        k = int(kinds[j])
+        prev = C_START if j == 0 else int(contexts(kinds[:j])[-1])
         if prev == C_START:
             return "a sequence must start with <sos>"
         if prev == C_NOTE:
@@ -118,34 +157,16 @@ class Grammar:
             K_TEMPO: "a tempo token must open a time step (after <sos> or a gap)",
             K_SOS: "<sos> may only start the sequence",
             K_PAD: "<pad> inside a sequence",
-            K_EOS: "<eos> must follow a gap (<sep> dN)" if i >= self.min_length else "<eos> before the minimum length",
+            K_EOS: "<eos> must follow a gap (<sep> dN)",
             K_INSTR: "an instrument token must open a note",
         }.get(k, "token not allowed here")
 
 
-def token_tables(codec) -> dict:
-    """Grammar tables per token of a `Vocab` or a `BPE` tokenizer, for samplers.
-
-    ``allowed`` (contexts, V), ``next_ctx`` (contexts, V), ``advance`` (contexts, V): time steps the
-    token's gaps move on; ``needs_instrument``, ``gives_instrument``, ``has_eos``, ``has_note``,
-    ``has_duration`` (V). For a base vocabulary every token is one base token; for BPE each merged
-    token is walked through the base grammar (`BPE.grammar_tables`).
-    """
-    if hasattr(codec, "grammar_tables"):
-        ok, nxt, adv, needs, gives, eos = codec.grammar_tables()
-        kinds = [codec.base.kind[p] for p in codec.pieces]
-        has_note = np.array([(k == K_NOTE).any() for k in kinds])
-        has_dur = np.array([(k == K_DUR).any() for k in kinds])
-        instruments = codec.base.config.instruments
-    else:
-        kind = codec.kind
-        ok = ALLOWED_KINDS[:, kind]
-        nxt = NEXT_CONTEXT[:, kind]
-        adv = np.where(nxt == C_GAP_DUR, codec.value[None, :], 0)
-        needs, gives, eos = kind == K_NOTE, kind == K_INSTR, kind == K_EOS
-        has_note, has_dur = kind == K_NOTE, kind == K_DUR
-        instruments = codec.config.instruments
-    if not instruments:
-        needs = np.zeros_like(needs)
-    return {"allowed": ok, "next_ctx": nxt, "advance": adv, "needs_instrument": needs, "gives_instrument": gives,
-            "has_eos": eos, "has_note": has_note, "has_duration": has_dur}
+def _base_violations(kinds: np.ndarray, table: Vocab, j: int) -> np.ndarray:
+    """Whether base token ``j`` (the last of ``kinds``) breaks the base grammar: [j] or []."""
+    prev = C_START if j == 0 else int(contexts(kinds[:j])[-1])
+    k = int(kinds[j])
+    ok = ALLOWED_KINDS[prev, k]
+    if k == K_NOTE and table.config.instruments and not (kinds[:j] == K_INSTR).any():
+        ok = False
+    return np.zeros(0 if ok else 1)

@@ -12,17 +12,23 @@ and for ``<sep> dN`` the step that the gap leaves, so all tokens of one time ste
 one value. ``<sos>`` is step 0 and ``<eos>`` the end of the piece.
 
 Both directions are vectorised over whole arrays: offsets by cumsum, token kinds by lookup.
+The functions here take a `Tokenizer` and write or read *base* ids (its ``table``); merging them
+is `Tokenizer.apply_bpe`'s job, and `decode_position` expands merged ids first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DecodeError
-from .position import GAP, TEMPO, PositionScore, _split_gap, layout
-from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+from .position import GAP, TEMPO, PositionScore, SortedNotes, _split_gap, layout
+from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 
 @dataclass
@@ -37,7 +43,9 @@ class Tokens:
         return len(self.ids)
 
 
-def encode_position(pos: PositionScore, vocab: Vocab) -> Tokens:
+def encode_position(pos: PositionScore, tokenizer: "Tokenizer") -> Tokens:
+    """A position score to base ids (the teaching path; `encode_notes` is the production one)."""
+    vocab = tokenizer.table
     cfg = vocab.config
     if pos.config != cfg:
         raise ValueError(f"position score was made with another config: {pos.config.diff(cfg)}")
@@ -76,21 +84,23 @@ def encode_position(pos: PositionScore, vocab: Vocab) -> Tokens:
     steps = np.empty(n, np.int64)
     steps[0], steps[-1] = 0, pos.length
     steps[1:-1] = np.repeat(S, counts)
-    return Tokens(ids.astype(vocab.dtype), steps.astype(np.int32), dict(pos.stats))
+    return Tokens(ids.astype(tokenizer.dtype), steps.astype(np.int32), dict(pos.stats))
 
 
-def encode_notes(onset, inst, pitch, dur, tempo_step, tempo_bin, length, stats, vocab: Vocab) -> Tokens:
-    """The production path: sorted, de-duplicated notes straight to ids, no rows in between.
+def encode_notes(notes: SortedNotes, tokenizer: "Tokenizer") -> Tokens:
+    """The production path: sorted, de-duplicated notes straight to base ids, no rows in between.
 
-    Gives exactly ``encode_position(layout(...))`` (the tests hold it to that); it exists because
-    it runs once per file of a corpus and does half the numpy calls. Tempo changes after step 0
-    are rare and take the row path.
+    Gives exactly ``encode_position(layout(notes))`` (the tests hold it to that); it exists
+    because it runs once per file of a corpus and does half the numpy calls. Tempo changes after
+    step 0 are rare and take the row path.
     """
+    vocab = tokenizer.table
     cfg = vocab.config
+    onset, inst, pitch, dur = notes.onset, notes.instrument, notes.pitch, notes.duration
+    tempo_step, tempo_bin, length, stats = notes.tempo_step, notes.tempo_bin, notes.length, notes.stats
     n = len(onset)
     if n == 0 or len(tempo_step) > 1 or (len(tempo_step) == 1 and tempo_step[0] != 0):
-        pos = layout(onset, inst, pitch, dur, tempo_step, tempo_bin, length, cfg, stats)
-        return encode_position(pos, vocab)
+        return encode_position(layout(notes), tokenizer)
     maxd = cfg.max_duration
     last = np.empty(n, bool)  # note is the last of its time step
     np.not_equal(onset[1:], onset[:-1], out=last[:-1])
@@ -145,11 +155,11 @@ def encode_notes(onset, inst, pitch, dur, tempo_step, tempo_bin, length, stats, 
         ids[rg] = vocab.sep_id
         ids[rg + 1] = vocab.dur_offset - 1 + _split_gap(gaps, gap_rows, maxd)
     tsteps[head:-1] = np.repeat(onset, counts)
-    return Tokens(ids.astype(vocab.dtype), tsteps.astype(np.int32), stats)
+    return Tokens(ids.astype(tokenizer.dtype), tsteps.astype(np.int32), stats)
 
 
-def steps_of(ids, vocab: Vocab, starts=None) -> np.ndarray:
-    """The time step of every token (`Tokens.steps`), recomputed from the ids alone.
+def steps_of(ids, tokenizer: "Tokenizer", starts=None) -> np.ndarray:
+    """The time step of every token (`Tokens.steps`), recomputed from base ids alone.
 
     Time moves only after a gap (``<sep> dN``: the next token is N steps later), so a token's step
     is the sum of the gaps before it; a gap's own tokens keep the step it leaves, also when a long
@@ -160,6 +170,7 @@ def steps_of(ids, vocab: Vocab, starts=None) -> np.ndarray:
     cache keeps ids only): each run of gaps adds its total at the token after the run, each piece
     start takes back the previous piece's total, and one int32 cumsum does the rest.
     """
+    vocab = tokenizer.table
     ids = np.asarray(ids)
     n = len(ids)
     dur = np.flatnonzero(ids[:-1] == vocab.sep_id) + 1  # (no table lookup over all tokens: the
@@ -186,21 +197,24 @@ def steps_of(ids, vocab: Vocab, starts=None) -> np.ndarray:
     return np.cumsum(inc[:n], dtype=np.int32)
 
 
-def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
-    """Token ids back to a position score.
+def decode_position(ids, tokenizer: "Tokenizer", strict: bool = False) -> PositionScore:
+    """Token ids (base or merged) back to a position score.
 
     Reading stops at the first ``<eos>``. With ``strict=True`` any break of the grammar raises
     `DecodeError` naming the position and tokens; otherwise malformed pieces are skipped (a note
     without a duration, a stray duration, ...) and counted in ``stats["skipped_tokens"]``.
     """
     ids = np.asarray(ids, np.int64).ravel()
-    if len(ids) and (ids.min() < 0 or ids.max() >= len(vocab)):
-        bad = int(ids[(ids < 0) | (ids >= len(vocab))][0])
-        raise DecodeError(f"token id {bad} is outside the vocabulary (size {len(vocab)})")
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(tokenizer)):
+        bad = int(ids[(ids < 0) | (ids >= len(tokenizer))][0])
+        raise DecodeError(f"token id {bad} is outside the vocabulary (size {len(tokenizer)})")
+    if strict:
+        eos = np.flatnonzero(tokenizer.grammar.has_eos[ids])
+        _check_grammar(ids[: eos[0] + 1] if len(eos) else ids, tokenizer)
+    vocab = tokenizer.table
+    ids = tokenizer.to_base(ids)
     kind = vocab.kind[ids]
     eos = np.flatnonzero(kind == K_EOS)
-    if strict:
-        _check_grammar(ids[: eos[0] + 1] if len(eos) else ids, vocab)
     if len(eos):
         ids, kind = ids[: eos[0]], kind[: eos[0]]
     value = vocab.value[ids]
@@ -237,14 +251,12 @@ def decode_position(ids, vocab: Vocab, strict: bool = False) -> PositionScore:
     return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
 
 
-def _check_grammar(ids, vocab: Vocab) -> None:
-    from .grammar import Grammar
-
+def _check_grammar(ids, tokenizer: "Tokenizer") -> None:
     if len(ids) == 0:
         raise DecodeError("empty token sequence (expected <sos> ...)")
-    grammar = Grammar(vocab)
+    grammar = tokenizer.grammar
     bad = grammar.violations(ids)
     if len(bad):
         i = int(bad[0])
-        ctx = " ".join(vocab.to_tokens(ids[max(0, i - 3) : i + 4]))
-        raise DecodeError(f"token {i} ({vocab.tokens[ids[i]]!r}): {grammar.explain(ids, i)}; around: {ctx}")
+        ctx = " ".join(tokenizer.to_tokens(ids[max(0, i - 3) : i + 4]))
+        raise DecodeError(f"token {i} ({tokenizer.tokens[ids[i]]!r}): {grammar.explain(ids, i)}; around: {ctx}")

@@ -64,8 +64,7 @@ class PositionScore:
     @classmethod
     def from_quantised(cls, q: QuantisedScore) -> "PositionScore":
         """Sort notes by (step, instrument, pitch), merge duplicates (longest wins), lay out rows."""
-        onset, inst, pitch, dur, tempo_step, tempo_bin, length, stats = sorted_notes(q)
-        return layout(onset, inst, pitch, dur, tempo_step, tempo_bin, length, q.config, stats)
+        return layout(sorted_notes(q))
 
     # ---------------------------------------------------------------- decode
     def to_score(self, ticks_per_quarter: int | None = None) -> Score:
@@ -102,11 +101,32 @@ class PositionScore:
         )
 
 
-def sorted_notes(q: QuantisedScore):
-    """Notes sorted by (step, instrument, pitch), duplicates merged (the longest wins).
+@dataclass
+class SortedNotes:
+    """Notes sorted by (step, instrument, pitch) without duplicates, and the tempo events.
 
-    Returns ``(onset, instrument, pitch, duration, tempo_step, tempo_bin, length, stats)``.
+    What both encoders start from (`layout` to rows, `index.encode_notes` straight to ids):
+    ``onset`` (steps), ``instrument`` (program, 128 = drums), ``pitch``, ``duration`` (steps),
+    ``tempo_step``/``tempo_bin`` (tempo changes), ``length`` (the step at which the last note
+    ends), the ``config`` they were made under and the encoding ``stats`` so far.
     """
+
+    onset: np.ndarray
+    instrument: np.ndarray
+    pitch: np.ndarray
+    duration: np.ndarray
+    tempo_step: np.ndarray
+    tempo_bin: np.ndarray
+    length: int
+    config: EncodingConfig
+    stats: dict
+
+    def __len__(self) -> int:
+        return len(self.onset)
+
+
+def sorted_notes(q: QuantisedScore) -> SortedNotes:
+    """Notes sorted by (step, instrument, pitch), duplicates merged (the longest wins)."""
     # One int64 sort key: (onset, instrument, pitch, longest duration first).
     maxd = q.config.max_duration
     key = ((q.onset * 129 + q.instrument) * 128 + q.pitch) * (maxd + 1) + (maxd - q.duration)
@@ -120,19 +140,22 @@ def sorted_notes(q: QuantisedScore):
     stats["merged_duplicates"] = len(first) - n
     if n < len(first):
         order = order[first]
-    onset, inst, pitch, dur = q.onset[order], q.instrument[order], q.pitch[order], q.duration[order]
+    onset = q.onset[order]
     stats["encoded_notes"] = int(len(onset))
-    return onset, inst, pitch, dur, q.tempo_step, q.tempo_bin, q.length, stats
+    return SortedNotes(onset, q.instrument[order], q.pitch[order], q.duration[order], q.tempo_step, q.tempo_bin,
+                       q.length, q.config, stats)
 
 
-def layout(onset, inst, pitch, dur, tempo_step, tempo_bin, length, cfg, stats) -> PositionScore:
-    """Rows from notes sorted by (step, instrument, pitch) without duplicates, and tempo events.
+def layout(notes: SortedNotes) -> PositionScore:
+    """Rows from sorted notes (`SortedNotes`) and their tempo events.
 
     Each time step k holds, in order: its tempo row (if any), its note rows, then the gap rows
     that lead to the next step (or to the end of the piece). A silence before the first step is
     written as gap rows at the very start. Offsets are computed with cumsum, not a Python loop;
     this runs once per file of a corpus, so it also avoids numpy calls it does not need.
     """
+    onset, inst, pitch, dur = notes.onset, notes.instrument, notes.pitch, notes.duration
+    tempo_step, tempo_bin, length, cfg, stats = notes.tempo_step, notes.tempo_bin, notes.length, notes.config, notes.stats
     maxd = cfg.max_duration
     n = len(onset)
     new = np.empty(n, bool)

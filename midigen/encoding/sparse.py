@@ -15,7 +15,7 @@ import numpy as np
 
 from ..midi import Score
 from .config import EncodingConfig
-from .position import TEMPO, PositionScore, layout
+from .position import TEMPO, PositionScore, SortedNotes, layout
 from .quantise import quantise
 
 
@@ -57,10 +57,10 @@ class SparseScore:
         dur = self.array[row, step, pitch].astype(np.int64)
         t = np.flatnonzero(self.tempo >= 0)
         length = int((step + dur).max(initial=0))
-        return layout(
+        return layout(SortedNotes(
             step.astype(np.int64), self.instruments[row].astype(np.int16), pitch.astype(np.int16),
             dur, t.astype(np.int64), self.tempo[t], length, self.config, dict(self.stats),
-        )
+        ))
 
     @classmethod
     def from_position(cls, pos: PositionScore) -> "SparseScore":
