@@ -8,14 +8,15 @@ The pipeline, each step in the file named after it::
     encoding/index     PositionScore -> token ids through a Vocab (and back)
 """
 
-from . import check, playback  # noqa: F401  (midigen.check, midigen.playback as attributes)
+from . import check, notation, playback  # noqa: F401  (midigen.check, .notation, .playback as attributes)
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokens, Vocab, decode, encode
 from .errors import DecodeError, MidiError, VocabError
+from .instruments import instrument_name
 from .midi import Score, read_midi, write_midi
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DecodeError", "EncodingConfig", "MidiError", "PositionScore", "Score", "SparseScore", "Tokens",
-    "Vocab", "VocabError", "decode", "encode", "read_midi", "write_midi",
+    "Vocab", "VocabError", "decode", "encode", "instrument_name", "read_midi", "write_midi",
 ]
