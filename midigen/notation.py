@@ -254,7 +254,8 @@ def musicxml_to_svg(musicxml: str, width: int = 2100, scale: int = 40) -> str:
 
     tk = verovio.toolkit()
     tk.setOptions({"pageWidth": width, "pageHeight": 60000, "adjustPageHeight": True, "scale": scale,
-                   "breaks": "auto", "header": "none", "footer": "none", "svgViewBox": True})
+                   "breaks": "auto", "header": "none", "footer": "none", "svgViewBox": True,
+                   "pageMarginLeft": 150})  # room for long part names, which verovio under-measures
     if not tk.loadData(musicxml):
         raise PlaybackError("verovio could not read the MusicXML")
     return tk.renderToSVG(1)
