@@ -242,6 +242,7 @@ def _clock(t: float) -> str:
     return f"{t // 60}:{t % 60:02d}"
 
 
+@lru_cache(maxsize=None)  # one class (IPython imported on first use), so isinstance works
 def _player_class():
     from IPython.display import Audio
 
