@@ -169,13 +169,18 @@ def _spell(part, key_sig) -> None:
             if p.accidental is None or p.name in in_key:
                 continue
             other = p.getEnharmonic()
-            if other.name in in_key or (key_sig.sharps < 0 and other.accidental is not None and other.accidental.alter < 0
-                                         and abs(other.accidental.alter) == 1):
+            flat = other.accidental is not None and other.accidental.alter == -1
+            if other.name in in_key or (key_sig.sharps < 0 and flat):  # else flat keys take flats
                 p.step, p.accidental, p.octave = other.step, other.accidental, other.octave
 
 
 def to_music21(score, measures: int | None = 8):
     """A ``music21.stream.Score`` with one labelled staff per part (see the module doc)."""
+    return _engrave(score, measures)[0]
+
+
+def _engrave(score, measures):
+    """`to_music21`, and notes on what it left out (drums)."""
     import symusic
     from music21 import clef, key, layout, metadata, stream
     from music21 import midi as m21midi
@@ -236,8 +241,7 @@ def to_music21(score, measures: int | None = 8):
             first.keySignature = key.KeySignature(key_sig.sharps)
         _spell(part, key_sig)
         makeAccidentalsInMeasureStream(part, overrideStatus=True)  # against the new key signature
-    out.notation_notes = notes  # what was left out, for show_score's caption
-    return out
+    return out, notes
 
 
 def to_musicxml(score, measures: int | None = 8) -> str:
@@ -277,10 +281,10 @@ def staves_per_system(svg: str) -> int:
 def _notation(score, measures, width, scale) -> Notation:
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    m21 = to_music21(score, measures)
+    m21, notes = _engrave(score, measures)
     xml = GeneralObjectExporter(m21).parse().decode("utf-8")
     names = list(dict.fromkeys(p.partName for p in m21.parts))
-    return Notation(musicxml_to_svg(xml, width, scale), xml, names, list(m21.notation_notes))
+    return Notation(musicxml_to_svg(xml, width, scale), xml, names, notes)
 
 
 def to_svg(score, measures: int | None = 8, width: int = 2100, scale: int = 40) -> str:
