@@ -9,14 +9,15 @@ The pipeline, each step in the file named after it::
     encoding/tokenizer Tokenizer: config + vocabulary + optional BPE merges + grammar, one file
 """
 
-from . import check, playback  # noqa: F401  (midigen.check, midigen.playback as attributes)
+from . import check, notation, playback  # noqa: F401  (midigen.check, .notation, .playback as attributes)
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokenizer, Tokens, decode, encode
 from .errors import DecodeError, MidiError, VocabError
+from .instruments import instrument_name
 from .midi import Score, read_midi, write_midi
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DecodeError", "EncodingConfig", "MidiError", "PositionScore", "Score", "SparseScore", "Tokens",
-    "Tokenizer", "VocabError", "decode", "encode", "read_midi", "write_midi",
+    "Tokenizer", "VocabError", "decode", "encode", "instrument_name", "read_midi", "write_midi",
 ]

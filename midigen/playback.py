@@ -1,23 +1,48 @@
-"""Listen and look: render a `Score` to audio with FluidSynth, play it inline, draw a piano roll.
+"""Listen and look: render a `Score` to audio, play it inline (compressed), draw a piano roll.
 
-Rendering uses the FluidSynth C library through pyfluidsynth (via pretty_midi), with the small
-General MIDI SoundFont that pretty_midi ships (TimGM6mb.sf2) unless you pass another ``.sf2``.
-Nothing is downloaded. Where the FluidSynth library is missing, `render` raises a clear error
-(or, with ``fallback=True``, synthesises sine waves and says so).
+Three synthesisers, tried in this order by ``synth="auto"``:
+
+1. ``"fluidsynth"``: the FluidSynth C library through pyfluidsynth (via pretty_midi);
+2. ``"rustysynth"``: a SoundFont synthesiser with no system library (the ``midirenderer``
+   wheel, rustysynth inside), for machines without FluidSynth: the same ``.sf2``, the same
+   instruments and drums;
+3. ``"sine"``: pretty_midi's sine waves, only with ``fallback=True`` and a warning.
+
+Both SoundFont synthesisers play pretty_midi's bundled General MIDI SoundFont (TimGM6mb.sf2)
+unless you pass another ``.sf2``; nothing is downloaded. `play` embeds Ogg Vorbis (about a
+twentieth of the bytes of WAV) and, by default, only the first minute, saying what it cut.
+Sheet music lives in `midigen.notation` (`show_score` is re-exported here).
 """
 
 from __future__ import annotations
 
+import html
+import io
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from . import atomic
 from .errors import PlaybackError
-from .midi import DRUMS, Score, read_midi
+from .instruments import instrument_name
+from .midi import Score, read_midi
+from .notation import find_musescore, show_score  # noqa: F401  (the historical home of show_score)
 
 DEFAULT_SAMPLE_RATE = 22050
+#: How much of a piece `play` embeds unless told otherwise (seconds).
+DEFAULT_PLAY_SECONDS = 60.0
+SYNTHS = ("fluidsynth", "rustysynth", "sine")
+#: Audio formats by file suffix: (libsndfile format, subtype, MIME type).
+AUDIO_FORMATS = {
+    "wav": ("WAV", "PCM_16", "audio/wav"),
+    "ogg": ("OGG", "VORBIS", "audio/ogg"),
+    "flac": ("FLAC", "PCM_16", "audio/flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg"),
+}
+#: libsndfile's compression level for Ogg Vorbis and MP3 (0 best quality .. 1 smallest).
+LOSSY_COMPRESSION = 0.9
 
 
 def default_soundfont() -> Path:
@@ -35,6 +60,20 @@ def fluidsynth_available() -> bool:
     return True
 
 
+def rustysynth_available() -> bool:
+    try:
+        import midirenderer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_synths() -> list[str]:
+    """The synthesisers usable here, in the order ``synth="auto"`` tries them."""
+    found = [name for name, ok in (("fluidsynth", fluidsynth_available), ("rustysynth", rustysynth_available)) if ok()]
+    return found + ["sine"]
+
+
 def _as_score(x) -> Score:
     return x if isinstance(x, Score) else read_midi(x)
 
@@ -50,78 +89,220 @@ def _check_soundfont(sf2) -> Path:
     return p
 
 
-def render(
-    score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, fallback: bool = False, seconds: float | None = None
-) -> np.ndarray:
-    """Render a `Score` or MIDI path to mono float32 audio in [-1, 1].
+_NO_SOUNDFONT_SYNTH = (
+    "no SoundFont synthesiser is available: install FluidSynth (Debian/Ubuntu: `apt-get install "
+    "libfluidsynth3`, macOS: `brew install fluid-synth`; plus `pip install pyfluidsynth`) or "
+    "`pip install midirenderer`"
+)
 
-    ``fallback=True`` uses pretty_midi's sine-wave synthesis when FluidSynth is not installed
-    (with a warning), instead of raising `PlaybackError`. ``seconds`` renders only the opening.
+
+def _choose_synth(synth: str, fallback: bool) -> str:
+    if synth not in ("auto", *SYNTHS):
+        raise PlaybackError(f"unknown synth {synth!r}: use 'auto' or one of {', '.join(SYNTHS)}")
+    if synth == "fluidsynth" and not fluidsynth_available():
+        raise PlaybackError("FluidSynth is not available: " + _NO_SOUNDFONT_SYNTH.split(": ", 1)[1])
+    if synth == "rustysynth" and not rustysynth_available():
+        raise PlaybackError("rustysynth is not available: `pip install midirenderer`")
+    if synth != "auto":
+        return synth
+    best = available_synths()[0]
+    if best == "sine":
+        if not fallback:
+            raise PlaybackError(_NO_SOUNDFONT_SYNTH)
+        warnings.warn(_NO_SOUNDFONT_SYNTH + "; using sine waves instead", stacklevel=3)
+    return best
+
+
+def _clip(pm, start: float, seconds: float | None) -> None:
+    """Keep what sounds in [start, start + seconds) of a PrettyMIDI, shifted to begin at 0."""
+    stop = np.inf if seconds is None else start + seconds
+    for inst in pm.instruments:
+        kept = []
+        for n in inst.notes:
+            if n.end > start and n.start < stop:
+                n.start, n.end = max(n.start, start) - start, min(n.end, stop) - start
+                kept.append(n)
+        inst.notes = kept
+        inst.control_changes = [c for c in inst.control_changes if start <= c.time < stop]
+        inst.pitch_bends = [b for b in inst.pitch_bends if start <= b.time < stop]
+        for x in (*inst.control_changes, *inst.pitch_bends):
+            x.time -= start
+
+
+def _lowpass_resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Resample mono audio: a windowed-sinc low-pass below the new Nyquist, then interpolation."""
+    if src == dst or len(audio) == 0:
+        return audio
+    if dst < src:
+        cutoff = 0.45 * dst / src  # in cycles per input sample
+        k = np.arange(-48, 49)
+        taps = 2 * cutoff * np.sinc(2 * cutoff * k) * np.hanning(len(k))
+        audio = np.convolve(audio, (taps / taps.sum()).astype(np.float32), mode="same")
+    n = int(round(len(audio) * dst / src))
+    return np.interp(np.arange(n) * (src / dst), np.arange(len(audio)), audio).astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _soundfont_bytes(path: str, mtime: float) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _render_rustysynth(pm, sf2: Path, sample_rate: int) -> np.ndarray:
+    import midirenderer
+    import soundfile
+
+    buf = io.BytesIO()
+    pm.write(buf)
+    wav = midirenderer.render_wave_from(_soundfont_bytes(str(sf2), sf2.stat().st_mtime), buf.getvalue())
+    stereo, rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
+    return _lowpass_resample(stereo.mean(axis=1), rate, sample_rate)
+
+
+def render(
+    score,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    soundfont=None,
+    fallback: bool = False,
+    seconds: float | None = None,
+    start: float = 0.0,
+    synth: str = "auto",
+) -> np.ndarray:
+    """Render a `Score` or MIDI path to mono float32 audio in [-1, 1] (peak-normalised).
+
+    ``synth``: ``"auto"`` (FluidSynth, else rustysynth), or one of `SYNTHS` to force it.
+    Without a SoundFont synthesiser ``auto`` raises `PlaybackError`, or with ``fallback=True``
+    uses sine waves with a warning. ``start``/``seconds`` render only that stretch (in seconds
+    of music), cut to at most ``seconds`` of audio.
     """
     pm = _as_score(score).to_pretty_midi()
-    if seconds is not None:  # drop later notes before synthesis: cheap clips of long pieces
-        for inst in pm.instruments:
-            inst.notes = [n for n in inst.notes if n.start < seconds]
-            for n in inst.notes:
-                n.end = min(n.end, seconds)
-            inst.control_changes = [c for c in inst.control_changes if c.time < seconds]
-            inst.pitch_bends = [b for b in inst.pitch_bends if b.time < seconds]
+    if start < 0 or (seconds is not None and seconds <= 0):
+        raise PlaybackError(f"start={start} and seconds={seconds}: start must be >= 0 and seconds > 0")
+    if start or seconds is not None:  # drop the rest before synthesis: cheap clips of long pieces
+        _clip(pm, float(start), seconds)
     sf2 = _check_soundfont(soundfont or default_soundfont())
-    if not fluidsynth_available():
-        msg = (
-            "FluidSynth is not available: install the C library (Debian/Ubuntu: "
-            "`apt-get install libfluidsynth3`, macOS: `brew install fluid-synth`) and the Python "
-            "binding (`pip install pyfluidsynth`)"
-        )
-        if not fallback:
-            raise PlaybackError(msg)
-        warnings.warn(msg + "; using sine-wave synthesis instead", stacklevel=2)
-        audio = pm.synthesize(fs=sample_rate)
-    else:
+    name = _choose_synth(synth, fallback)
+    if name == "fluidsynth":
         audio = pm.fluidsynth(fs=sample_rate, synthesizer=str(sf2))
-    audio = np.asarray(audio, np.float32)
+    elif name == "rustysynth":
+        audio = _render_rustysynth(pm, sf2, sample_rate)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # silence (drums only): 0/0
+            audio = pm.synthesize(fs=sample_rate)
+    audio = np.nan_to_num(np.asarray(audio, np.float32))  # pretty_midi's sine of silence is 0/0
+    if seconds is not None and len(audio) > seconds * sample_rate:
+        audio = audio[: int(seconds * sample_rate)].copy()
+        fade = min(len(audio), int(0.02 * sample_rate))  # no click where a sounding note is cut
+        audio[len(audio) - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
     peak = float(np.abs(audio).max(initial=0.0))
     return audio / peak if peak > 0 else audio
 
 
-def write_wav(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
-    """Write mono float audio as 16-bit PCM WAV (atomically)."""
-    import wave
-
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
-    return Path(path)
+# ------------------------------------------------------------------ audio files and bytes
+def _format(fmt: str) -> tuple[str, str, str]:
+    try:
+        return AUDIO_FORMATS[fmt.lower().lstrip(".")]
+    except KeyError:
+        raise PlaybackError(f"unknown audio format {fmt!r}: use one of {', '.join(AUDIO_FORMATS)}") from None
 
 
-def play(score, sample_rate: int = DEFAULT_SAMPLE_RATE, soundfont=None, seconds: float | None = None):
-    """An inline audio player (``IPython.display.Audio``) for a `Score` or MIDI path.
+def encode_audio(
+    audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, format: str = "ogg", compression: float = LOSSY_COMPRESSION
+) -> bytes:
+    """Mono float audio as the bytes of an audio file: ``"ogg"`` (Vorbis), ``"mp3"``, ``"flac"``, ``"wav"``.
 
-    Falls back to sine-wave synthesis, with a visible warning, where FluidSynth is absent.
-    ``seconds`` keeps only the opening, for short clips in notebooks.
+    ``compression`` (0..1, libsndfile's compression level) trades size for quality in the lossy
+    formats: the default 0.9 gives Vorbis about 32 kbit/s at 22.05 kHz mono (a tenth of WAV or less).
     """
+    import soundfile
+
+    container, subtype, _ = _format(format)
+    buf = io.BytesIO()
+    extra = {"compression_level": compression} if container in ("OGG", "MP3") else {}
+    audio = np.clip(np.asarray(audio, np.float32), -1, 1)
+    with soundfile.SoundFile(buf, "w", sample_rate, 1, subtype, format=container, **extra) as f:
+        for i in range(0, len(audio), 1 << 16):  # in blocks: libsndfile's Vorbis encoder crashes
+            f.write(audio[i:i + (1 << 16)])      # on a few million samples written at once
+    return buf.getvalue()
+
+
+def write_audio(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
+    """Write mono float audio to ``path`` (atomically), the format chosen by its suffix:
+    ``.wav`` (16-bit PCM), ``.ogg`` (Vorbis), ``.flac`` or ``.mp3``."""
+    return atomic.write_bytes(path, encode_audio(audio, sample_rate, Path(path).suffix or "(no suffix)"))
+
+
+def write_wav(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
+    """Write mono float audio as 16-bit PCM WAV (atomically), whatever the suffix."""
+    return atomic.write_bytes(path, encode_audio(audio, sample_rate, "wav"))
+
+
+# ------------------------------------------------------------------ the inline player
+def _clock(t: float) -> str:
+    t = int(round(t))
+    return f"{t // 60}:{t % 60:02d}"
+
+
+@lru_cache(maxsize=None)  # one class (IPython imported on first use), so isinstance works
+def _player_class():
     from IPython.display import Audio
 
-    audio = render(score, sample_rate, soundfont, fallback=True, seconds=seconds)
-    if seconds is not None:
-        audio = audio[: int(seconds * sample_rate)]
-    return Audio(audio, rate=sample_rate)
+    class Player(Audio):
+        """An inline ``<audio>`` player of compressed audio, with a line saying what was cut."""
+
+        def __init__(self, data: bytes, mimetype: str, note: str, *, start, seconds, total, synth):
+            super().__init__(data=data, embed=True)
+            self.mimetype = mimetype  # IPython labels raw bytes audio/wav
+            self.note, self.start, self.seconds, self.total_seconds, self.synth = note, start, seconds, total, synth
+
+        def _repr_html_(self):
+            out = super()._repr_html_()
+            if self.note:
+                out += f'<div style="font-size:smaller;opacity:0.75">{html.escape(self.note)}</div>'
+            return out
+
+        def __repr__(self):
+            clip = f"{_clock(self.start)}-{_clock(self.start + self.seconds)} of {_clock(self.total_seconds)}"
+            return f"<Player {clip}, {self.mimetype}, {len(self.data) / 1e3:.0f} kB, {self.synth}>"
+
+    return Player
 
 
-def _instrument_name(key: int) -> str:
-    if key == DRUMS:
-        return "drums"
-    try:
-        import pretty_midi
+def play(
+    score,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    soundfont=None,
+    seconds: float | None = DEFAULT_PLAY_SECONDS,
+    start: float = 0.0,
+    synth: str = "auto",
+    format: str = "ogg",
+):
+    """An inline audio player (an ``IPython.display.Audio``) for a `Score` or MIDI path.
 
-        return pretty_midi.program_to_instrument_name(int(key))
-    except Exception:
-        return f"program {key}"
+    Embeds ``seconds`` of music from ``start`` (default: the first minute) as Ogg Vorbis
+    (``format="mp3"``/``"wav"`` otherwise); when that is not the whole piece a line under the
+    player says what plays and how to hear the rest. ``seconds=None`` plays everything. Falls
+    back to sine waves, with a warning, where no SoundFont synthesiser is installed.
+    """
+    s = _as_score(score)
+    total = float(s.to_pretty_midi().get_end_time())
+    name = _choose_synth(synth, fallback=True)
+    audio = render(s, sample_rate, soundfont, fallback=True, seconds=seconds, start=start, synth=name)
+    shown = len(audio) / sample_rate
+    note = ""
+    if start > 0 or (seconds is not None and start + seconds < total):
+        end = min(total, start + (seconds or total))
+        hint = "pass seconds=None for all of it"
+        if end < total:
+            hint += f", or start={end:g} for what follows"
+        note = f"playing {_clock(start)}-{_clock(end)} of {_clock(total)}; {hint}"
+    if name == "sine":
+        note = (note + "; " if note else "") + "sine waves (no SoundFont synthesiser installed)"
+    _, _, mimetype = _format(format)
+    return _player_class()(encode_audio(audio, sample_rate, format), mimetype, note,
+                           start=float(start), seconds=shown, total=total, synth=name)
 
 
+# ------------------------------------------------------------------ piano roll
 def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mark=None):
     """Draw notes as bars (time x pitch), one colour per instrument; returns the axes.
 
@@ -140,7 +321,7 @@ def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mar
     for i, key in enumerate(np.unique(inst)):
         m = inst == key
         ax.barh(s.pitch[m], np.maximum(width[m], 0.05), left=x0[m], height=0.8,
-                color=cmap(i % 10), label=_instrument_name(key), edgecolor="none")
+                color=cmap(i % 10), label=instrument_name(key), edgecolor="none")
     if mark is not None:
         ax.axvline(mark, color="k", linestyle="--", linewidth=1)
     ax.set_xlabel("beats" if beats else "ticks")
@@ -151,44 +332,3 @@ def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mar
     if title or s.path:
         ax.set_title(title or Path(s.path).name)
     return ax
-
-
-MUSESCORE_NAMES = ("mscore", "musescore", "mscore3", "musescore3", "mscore4", "musescore4", "MuseScore4", "mscore4portable")
-
-
-def find_musescore() -> str | None:
-    """Path of a MuseScore executable, or None (music21 needs one to draw notation)."""
-    import shutil
-
-    for name in MUSESCORE_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def show_score(score, measures: int | None = 8):
-    """Engrave a `Score` (or MIDI path) as sheet music through music21 and MuseScore.
-
-    Returns an ``IPython.display.Image``; ``measures`` keeps only the opening. Raises
-    `PlaybackError` saying how to install MuseScore where it is missing.
-    """
-    import tempfile
-
-    exe = find_musescore()
-    if exe is None:
-        raise PlaybackError(
-            "MuseScore is not installed, and music21 needs it to draw notation: install it "
-            "(Debian/Ubuntu: `apt-get install musescore3`; others: https://musescore.org), "
-            "or use piano_roll() instead"
-        )
-    from IPython.display import Image
-    from music21 import environment
-
-    environment.set("musescoreDirectPNGPath", exe)
-    stream = _as_score(score).to_music21()
-    if measures is not None:
-        stream = stream.measures(1, measures)
-    with tempfile.TemporaryDirectory() as d:
-        png = stream.write("musicxml.png", fp=str(Path(d) / "score.png"))
-        return Image(filename=str(png))
