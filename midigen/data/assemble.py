@@ -17,7 +17,7 @@ import numpy as np
 from ..encoding import Tokenizer
 from ..encoding.index import steps_of
 from .cache import ShardReader, pwrite_all
-from .corpus import SPLITS
+from .splits import SPLITS
 
 if TYPE_CHECKING:
     from .cache import Journal

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding import Tokenizer
-
-SPLITS = ("train", "valid", "test")
+from .splits import SPLITS
 
 
 class PreparedCorpus:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .corpus import SPLITS
+SPLITS = ("train", "valid", "test")
 
 if TYPE_CHECKING:
     from .collect import FileTable
