@@ -41,7 +41,7 @@ from .checkpoint import (
 from .config import JSONConfig
 from .data import PreparedCorpus, make_batches
 from .errors import TrainingError
-from .model import MODELS, GPTConfig, MemoryConfig, build_model
+from .model import MODELS, GPTConfig, build_model
 
 
 @dataclass
@@ -86,9 +86,7 @@ def default_model_config(vocab, seq_len: int, model: str = "gpt", **overrides) -
     """A model config sized for the corpus: its vocabulary, 4/4 bars at the encoding's resolution."""
     kw = dict(vocab_size=len(vocab), block_size=seq_len, steps_per_bar=4 * vocab.config.steps_per_beat)
     kw.update(overrides)
-    if model == "gpt":
-        return GPTConfig(**kw)
-    return MemoryConfig.for_model(model, **kw)
+    return GPTConfig.for_model(model, **kw)
 
 
 class Trainer:
@@ -135,7 +133,7 @@ class Trainer:
             raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.codec)}")
         self.raw_model = build_model(cfg.model, self.model_config.to_dict()).to(self.device)
         # the memories of this process's rows, carried from batch to batch
-        self.memory = self.raw_model.new_memory(cfg.batch_size // self.world) if self.uses_memory else None
+        self.memory = self.raw_model.new_memory(cfg.batch_size // self.world)
         self.optimizer = self.raw_model.optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
         self.model = self.raw_model
         if cfg.compile:
