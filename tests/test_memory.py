@@ -218,7 +218,7 @@ def test_recording_shows_the_knn_retrievals():
     with torch.no_grad(), recording(m) as records:
         for s in range(3):
             before = {k: v.clone() for k, v in mem.knn[0].items()}  # the memory as the layer sees it
-            logits, _ = m(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=mem)
+            _ = m(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=mem)
             r = records[0][-1]
             assert r["knn_slots"].shape == r["knn_scores"].shape == (2, 2, 16, 4)
             q = m.blocks[0].attn.qkv(m.blocks[0].ln1(m.embed(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16])))
