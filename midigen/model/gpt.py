@@ -200,7 +200,8 @@ class CausalSelfAttention(nn.Module):
         drop = self.dropout if self.training else 0.0
         mask = None
         if M:  # memory slots where valid, the segment's keys causally
-            mask = torch.cat([xl["valid"][:, None, None, :].expand(B, 1, T, M), _causal(T, S, p, x.device).expand(B, 1, T, S)], -1)
+            segment = _causal(T, S, p, x.device).expand(B, 1, T, S)
+            mask = torch.cat([xl["valid"][:, None, None, :].expand(B, 1, T, M), segment], -1)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         elif T == 1 and cache is not None:  # one new token sees everything before it: no mask needed
             y = F.scaled_dot_product_attention(q, k, v)
