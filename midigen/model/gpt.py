@@ -184,7 +184,8 @@ class CausalSelfAttention(nn.Module):
         new_kv, q_raw = (k, v), q
         p = cache.pos if cache is not None else 0  # position of the first new token in the segment
         if rope is not None and not self.raw_keys:  # rotate once; the cache keeps rotated keys
-            q, k = _rope(q, *rope(p, T)), _rope(k, *rope(p, T))
+            cos, sin = rope(p, T)
+            q, k = _rope(q, cos, sin), _rope(k, cos, sin)
         if cache is not None:
             cache.k[self.layer, :, :, p : p + T] = k
             cache.v[self.layer, :, :, p : p + T] = v
