@@ -12,8 +12,8 @@ Models (``--models`` picks some):
   embeddings, tied head): the reference the targets are relative to.
 * ``midigen gpt rotary``    the same with ``position="rotary"``: what the memory models are without
   their memories (they need rotary positions), so their own overhead can be read off.
-* ``midigen xl``            `MemoryGPT`, ``MemoryConfig(xl_memory=256)``.
-* ``midigen knn``           ``MemoryConfig(knn_layers=(3,), knn_capacity=2048, knn_topk=32)``.
+* ``midigen xl``            `GPT`, ``GPTConfig(position="rotary", xl_memory=256)``.
+* ``midigen knn``           ``GPTConfig(position="rotary", knn_layers=(3,), knn_capacity=2048, knn_topk=32)``.
 * ``midigen xl+knn``        both.
 * ``midigen knn faiss``     ``midigen knn`` with ``knn_search="faiss"`` (only when named in ``--models``).
 * ``x-transformers``        ``TransformerWrapper(num_tokens=V, max_seq_len=256,
@@ -130,7 +130,7 @@ import torch.nn.functional as F  # noqa: E402
 from _tables import print_table, ratio  # noqa: E402
 from midigen import Tokenizer  # noqa: E402
 from midigen.model.gpt import GPT, GPTConfig  # noqa: E402
-from midigen.model.memory import MemoryAttention, MemoryConfig, MemoryGPT  # noqa: E402
+from midigen.model.gpt import CausalSelfAttention  # noqa: E402
 
 try:
     import x_transformers
@@ -221,7 +221,7 @@ def make_case(name: str, args, V: int, ids, steps, n_segments: int) -> Case:
             if "knn" in name:
                 kw.update(knn_layers=(DEPTH - 1,), knn_capacity=args.knn_capacity, knn_topk=args.knn_topk,
                           knn_search="faiss" if "faiss" in name else "exact")
-            model = MemoryGPT(MemoryConfig(**kw, **common))
+            model = GPT(GPTConfig(position="rotary", **kw, **common))
             memory = model.new_memory(B)
             desc = " + ".join(([f"XL {args.xl_memory} x {DEPTH} layers"] if "xl" in name else [])
                               + ([f"kNN {args.knn_capacity} (layer 4), top-{args.knn_topk}"
@@ -398,12 +398,12 @@ def _data(n: int, d: int, seed: int):
 def knn_store_midigen(capacity: int, seg: int, segments: int, d: int = 32, seed: int = 0) -> dict:
     """Write ``segments`` segments of ``seg`` keys (key i: a random unit vector; value i: all
     channels = i) into a midigen kNN memory through `Memory.write`; after each segment, query the
-    newest ``capacity`` keys written (all that should be there) through `MemoryAttention.retrieve`
+    newest ``capacity`` keys written (all that should be there) through `CausalSelfAttention.retrieve`
     (top-1) and sort the answers (see `_tally`)."""
-    cfg = MemoryConfig(vocab_size=16, block_size=seg, n_layer=1, n_head=1, n_embd=d, knn_layers=(0,),
-                       knn_capacity=capacity, knn_topk=1)
-    model = MemoryGPT(cfg)
-    attn: MemoryAttention = model.blocks[0].attn
+    cfg = GPTConfig(vocab_size=16, block_size=seg, n_layer=1, n_head=1, n_embd=d, position="rotary", knn_layers=(0,),
+                    knn_capacity=capacity, knn_topk=1)
+    model = GPT(cfg)
+    attn: CausalSelfAttention = model.blocks[0].attn
     mem = model.new_memory(1)
     keys, vals = _data(seg * segments, d, seed)
     out = {k: [] for k in (*KINDS, "size")}
@@ -453,8 +453,8 @@ def check_reset_midigen(V: int, sos: int, seed: int) -> str:
     logits must equal those of a fresh memory, row 1's must still use its past."""
     torch.manual_seed(seed)
     T = 64
-    model = MemoryGPT(MemoryConfig(vocab_size=V, block_size=T, n_layer=2, n_head=4, n_embd=64, xl_memory=T,
-                                   knn_layers=(1,), knn_capacity=4 * T, knn_topk=8)).eval()
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=4, n_embd=64, position="rotary", xl_memory=T,
+                          knn_layers=(1,), knn_capacity=4 * T, knn_topk=8)).eval()
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, V, (2, 4 * T), generator=g)
     ids[0, 3 * T] = sos  # row 0: a new piece starts at segment 4

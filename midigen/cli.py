@@ -35,15 +35,10 @@ def _encoding_section() -> Section:
     return Section("encoding", (EncodingConfig,), "encoding (EncodingConfig: what the tokens are)", build=build)
 
 
-def model_classes() -> tuple:
-    """The model config classes whose fields are ``train``'s model flags (whichever exist)."""
-    from . import model
-
-    return tuple(c for c in (getattr(model, "GPTConfig", None), getattr(model, "MemoryConfig", None)) if c)
-
-
 def _model_section() -> Section:
-    classes = model_classes()
+    from .model import GPTConfig
+
+    classes = (GPTConfig,)
 
     def build(values: dict, args) -> dict:  # overrides of the config Trainer sizes for the corpus
         return dict(values)

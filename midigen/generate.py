@@ -147,7 +147,7 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | None = None, num_samp
 
     # Memory models (XL / kNN) read the past from their memories: the prompt goes in segment by
     # segment, and each finished segment is written to the memories instead of sliding a window.
-    memory = model.new_memory(B) if hasattr(model, "new_memory") else None
+    memory = model.new_memory(B)
     mem_kw = {"memory": memory} if memory is not None else {}
 
     def prefill(c_ids, c_steps):

@@ -181,7 +181,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     seq_len = seq_len or model.config.block_size
     model.eval()
     note = torch.as_tensor(corpus.tokenizer.notes_per_token(), device=device)
-    uses_memory = hasattr(model, "new_memory")
+    uses_memory = model.config.has_memory
     memory = None
     sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
     seg_no = None

@@ -42,7 +42,7 @@ from .checkpoint import (
 from .config import JSONConfig, opt
 from .data import PreparedCorpus, make_batches
 from .errors import TrainingError
-from .model import MODELS, GPTConfig, MemoryConfig, build_model
+from .model import MODELS, GPTConfig, build_model
 
 
 @dataclass
@@ -92,9 +92,7 @@ def default_model_config(tokenizer, seq_len: int, model: str = "gpt", **override
     """A model config sized for the corpus: its tokenizer's ids, 4/4 bars at the encoding's resolution."""
     kw = dict(vocab_size=len(tokenizer), block_size=seq_len, steps_per_bar=4 * tokenizer.config.steps_per_beat)
     kw.update(overrides)
-    if model == "gpt":
-        return GPTConfig(**kw)
-    return MemoryConfig.for_model(model, **kw)
+    return GPTConfig.for_model(model, **kw)
 
 
 class Trainer:
@@ -140,7 +138,7 @@ class Trainer:
             raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.tokenizer)}")
         self.raw_model = build_model(cfg.model, self.model_config.to_dict()).to(self.device)
         # the memories of this process's rows, carried from batch to batch
-        self.memory = self.raw_model.new_memory(cfg.batch_size // self.world) if self.uses_memory else None
+        self.memory = self.raw_model.new_memory(cfg.batch_size // self.world)
         self.optimizer = self.raw_model.optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
         self.model = self.raw_model
         if cfg.compile:

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from midigen.model import Memory, MemoryConfig, MemoryGPT
+from midigen.model import GPT, GPTConfig, Memory
 
 
 def model(**kw):
     torch.manual_seed(0)
-    base = dict(vocab_size=60, block_size=16, n_layer=1, n_head=2, n_embd=32)
-    return MemoryGPT(MemoryConfig(**{**base, **kw})).eval()
+    base = dict(vocab_size=60, block_size=16, n_layer=1, n_head=2, n_embd=32, position="rotary")
+    return GPT(GPTConfig(**{**base, **kw})).eval()
 
 
 def data(B=2, T=32, seed=0, lo=3, hi=60):
@@ -91,7 +91,8 @@ def test_knn_retrieval_is_the_true_top_k():
 
 
 def test_full_memory_drops_the_oldest_and_odd_capacities_keep_the_right_entries():
-    cfg = MemoryConfig(vocab_size=60, block_size=16, n_layer=1, n_head=1, n_embd=8, knn_layers=(0,), knn_capacity=50, knn_topk=4)
+    cfg = GPTConfig(vocab_size=60, block_size=16, n_layer=1, n_head=1, n_embd=8, position="rotary", knn_layers=(0,),
+                    knn_capacity=50, knn_topk=4)
     mem = Memory(cfg, 1)
     written = []
     for s in range(4):  # 64 tokens into 50 slots: 50 is no multiple of 16
@@ -126,8 +127,8 @@ def test_generation_keeps_writing_to_memory():
 
     tok = Tokenizer()
     torch.manual_seed(0)
-    m = MemoryGPT(MemoryConfig(vocab_size=len(tok), block_size=32, n_layer=2, n_head=2, n_embd=32,
-                               xl_memory=32, knn_layers=(1,), knn_capacity=256, knn_topk=8)).eval()
+    m = GPT(GPTConfig(vocab_size=len(tok), block_size=32, n_layer=2, n_head=2, n_embd=32, position="rotary",
+                      xl_memory=32, knn_layers=(1,), knn_capacity=256, knn_topk=8)).eval()
     calls = []
     orig = m.write_segment
     m.write_segment = lambda memory, cache: (calls.append(int(memory.knn[1]["valid"].sum())), orig(memory, cache))
@@ -153,7 +154,7 @@ def test_each_variant_trains_saves_loads_and_generates(kind, tmp_path, bach_file
     t = Trainer(cfg, dict(n_layer=2, n_head=2, n_embd=32, knn_capacity=128, knn_topk=8))
     t.train()
     model, tok, meta = load_model(tmp_path / "run")
-    assert meta["model"] == kind and type(model).__name__ == "MemoryGPT"
+    assert meta["model"] == kind and type(model) is GPT and model.config.has_memory
     (toks,) = generate(model, tok, max_new_tokens=80, seed=0)
     assert len(toks) > 10
     # exact resume restores the memories too
@@ -191,3 +192,42 @@ def test_faiss_search_finds_what_exact_search_finds():
         la, _ = exact(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=ma)
         lb, _ = fa(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=mb)
         assert torch.allclose(la, lb, atol=1e-4)
+
+
+def test_attention_maps_over_the_xl_memory_match_one_pass():
+    from midigen.model import attention_maps
+
+    m = model(xl_memory=16)
+    idx, steps = data()
+    full = attention_maps(m, idx, steps)  # (B, 1, H, 32, 32)
+    mem = m.new_memory(2)
+    first = attention_maps(m, idx[:, :16], steps[:, :16], memory=mem)  # keys: 16 empty slots, then 16
+    second = attention_maps(m, idx[:, 16:], steps[:, 16:], memory=mem)  # keys: segment 1, then 16
+    assert first.shape == second.shape == (2, 1, 2, 16, 32)
+    assert torch.all(first[..., :16] == 0)  # empty memory slots get nothing
+    assert torch.allclose(first[..., 16:], full[..., :16, :16], atol=1e-5)
+    assert torch.allclose(second, full[..., 16:, :], atol=1e-5)
+
+
+def test_recording_shows_the_knn_retrievals():
+    from midigen.model import recording
+
+    m = model(xl_memory=16, knn_layers=(0,), knn_capacity=40, knn_topk=4)
+    idx, steps = data(T=48)
+    mem = m.new_memory(2)
+    with torch.no_grad(), recording(m) as records:
+        for s in range(3):
+            before = {k: v.clone() for k, v in mem.knn[0].items()}  # the memory as the layer sees it
+            _ = m(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16], memory=mem)
+            r = records[0][-1]
+            assert r["knn_slots"].shape == r["knn_scores"].shape == (2, 2, 16, 4)
+            q = m.blocks[0].attn.qkv(m.blocks[0].ln1(m.embed(idx[:, 16 * s : 16 * s + 16], steps[:, 16 * s : 16 * s + 16])))
+            q = q[..., :32].view(2, 16, 2, 16).transpose(1, 2)
+            scores, slots = m.blocks[0].attn.retrieve(q, before)
+            assert torch.equal(r["knn_slots"].sort(-1).values, slots.sort(-1).values)
+            assert torch.allclose(r["knn_scores"].sort(-1).values, scores.sort(-1).values, atol=1e-5)
+            gate = torch.sigmoid(m.blocks[0].attn.gate)
+            assert torch.allclose(r["knn_gate"], gate.expand(2, 2) * (s > 0))  # an empty memory adds nothing
+            if s:
+                assert bool(before["valid"].gather(1, r["knn_slots"].reshape(2, -1)).all())  # real memories only
+    assert len(records[0]) == 3 and m.blocks[0].attn.record is None  # recording ends with the block

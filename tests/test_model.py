@@ -1,5 +1,8 @@
 """The GPT: shapes, causality, KV cache, padding, musical embeddings."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -90,3 +93,131 @@ def test_config_checks_and_weight_tying():
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="longer than block_size"):
         model(*batch(T=40))
+
+
+# ---- the same logits as before GPT and MemoryGPT were merged into one class
+# tests/data/model_reference.safetensors was written by the code at commit 8e13a1e (before the
+# merge): the weights of two tiny GPTs (learned / rotary positions, torch.manual_seed(0)), an input,
+# their logits, loss and KV-cached logits; the logits of checkpoints/bach-gpt (full and cached);
+# and an XL + kNN MemoryGPT's weights, config and logits over three segments with memory.
+REFERENCE = Path(__file__).parent / "data" / "model_reference.safetensors"
+
+
+def reference():
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(REFERENCE), "pt") as f:
+        configs = json.loads(f.metadata()["configs"])
+    return load_file(str(REFERENCE)), configs
+
+
+def part(tensors, prefix):
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def cached_logits(model, idx, steps, split):
+    cache = KVCache(model.config, idx.shape[0])
+    parts = [model(idx[:, :split], steps[:, :split], cache=cache)[0]]
+    for t in range(split, idx.shape[1]):
+        parts.append(model(idx[:, t : t + 1], steps[:, t : t + 1], cache=cache)[0])
+    return torch.cat(parts, 1)
+
+
+@pytest.mark.parametrize("position", ["learned", "rotary"])
+def test_plain_gpt_gives_the_logits_of_before_the_merge(position):
+    ref, configs = reference()
+    cfg = GPTConfig.from_dict(configs[position])
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    weights = part(ref, f"{position}.weights.")
+    assert set(model.state_dict()) == set(weights)  # same parameter names
+    for name, t in model.state_dict().items():  # same initialisation from the same seed
+        assert torch.equal(t, weights[name]), name
+    model.load_state_dict(weights, strict=True)
+    idx, steps = ref[f"{position}.idx"], ref[f"{position}.steps"]
+    with torch.no_grad():
+        logits, loss = model(idx, steps, targets=torch.roll(idx, -1, 1))
+        assert torch.allclose(logits, ref[f"{position}.logits"], rtol=0, atol=1e-6)
+        assert torch.allclose(loss, ref[f"{position}.loss"][0], rtol=0, atol=1e-6)
+        assert torch.allclose(cached_logits(model, idx, steps, 9), ref[f"{position}.cached_logits"], rtol=0, atol=1e-6)
+    assert model.new_memory(2) is None and not cfg.has_memory
+
+
+def test_bach_checkpoint_loads_and_gives_the_logits_of_before_the_merge():
+    from midigen.checkpoint import load_model
+
+    ref, _ = reference()
+    model, _, meta = load_model(Path(__file__).parents[1] / "checkpoints" / "bach-gpt")
+    assert meta["model"] == "gpt" and not model.config.has_memory
+    idx, steps = ref["bach.idx"], ref["bach.steps"]
+    with torch.no_grad():
+        assert torch.allclose(model(idx, steps)[0], ref["bach.logits"], rtol=0, atol=1e-5)
+        assert torch.allclose(cached_logits(model, idx, steps, 24), ref["bach.cached_logits"], rtol=0, atol=1e-5)
+
+
+def test_a_memory_model_of_before_the_merge_loads_and_gives_its_logits():
+    from midigen.model import build_model
+
+    ref, configs = reference()
+    model = build_model("xl+knn", configs["memory"]).eval()  # the old MemoryConfig's dict, as saved
+    assert model.config.has_memory and model.config.position == "rotary"
+    model.load_state_dict(part(ref, "memory.weights."), strict=True)  # same parameter names
+    idx, steps = ref["memory.idx"], ref["memory.steps"]
+    mem = model.new_memory(2)
+    with torch.no_grad():
+        out = torch.cat([model(idx[:, s * 16 : s * 16 + 16], steps[:, s * 16 : s * 16 + 16], memory=mem)[0] for s in range(3)], 1)
+    assert torch.allclose(out, ref["memory.logits"], rtol=0, atol=1e-5)
+
+
+def test_named_presets_and_their_checks():
+    from midigen.model import build_model
+
+    assert GPTConfig.for_model("gpt", vocab_size=40) == GPTConfig(vocab_size=40)
+    xl = GPTConfig.for_model("xl", block_size=32)
+    assert (xl.position, xl.xl_memory, xl.knn_layers) == ("rotary", 32, ())
+    both = GPTConfig.for_model("xl+knn", n_layer=3)
+    assert both.xl_memory == both.block_size and both.knn_layers == (2,)
+    assert GPTConfig.from_dict(both.to_dict()) == both  # knn_layers survives JSON (a list) as a tuple
+    with pytest.raises(ValueError, match="rotary"):
+        GPTConfig(xl_memory=16)  # memory needs relative (rotary) positions
+    with pytest.raises(ValueError, match="outside"):
+        GPTConfig(position="rotary", knn_layers=(4,), n_layer=4)
+    with pytest.raises(ValueError, match="does not match"):
+        build_model("gpt", dict(position="rotary", xl_memory=16))
+    with pytest.raises(ValueError, match="does not match"):
+        build_model("knn", dict(knn_layers=()))
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("transformer", {})
+    with pytest.raises(ValueError, match="unknown GPTConfig keys"):
+        build_model("gpt", dict(n_layers=3))
+
+
+@pytest.mark.parametrize("position", ["learned", "rotary"])
+def test_attention_maps_are_the_weights_the_model_attends_with(position):
+    from midigen.model import attention_maps
+
+    model, cfg = tiny(position=position)
+    idx, steps = batch(T=12)
+    B, T, C, H = 2, 12, cfg.n_embd, cfg.n_head
+    got = {}  # each layer's input to its attention and output of it, by forward hooks
+    hooks = [b.attn.register_forward_hook(lambda m, a, out, i=i: got.__setitem__(i, (a[0], out[0])))
+             for i, b in enumerate(model.blocks)]
+    model.train()
+    maps = attention_maps(model, idx, steps)
+    assert model.training  # the mode is put back
+    for h in hooks:
+        h.remove()
+    assert maps.shape == (B, cfg.n_layer, H, T, T)
+    assert torch.allclose(maps.sum(-1), torch.ones(B, cfg.n_layer, H, T))
+    assert torch.all(maps.triu(1) == 0)  # nothing above the causal diagonal
+    for i, block in enumerate(model.blocks):  # the weights times the values give the layer's output
+        x, out = got[i]
+        v = block.attn.qkv(x).split(C, dim=2)[2].view(B, T, H, C // H).transpose(1, 2)
+        y = block.attn.proj((maps[:, i] @ v).transpose(1, 2).reshape(B, T, C))
+        assert torch.allclose(y, out, atol=1e-5)
+    # with a cache: the new tokens' rows over all cached keys
+    cache = KVCache(cfg, B)
+    model(idx[:, :8], steps[:, :8], cache=cache)
+    tail = attention_maps(model, idx[:, 8:], steps[:, 8:], cache=cache)
+    assert torch.allclose(tail, maps[..., 8:, :], atol=1e-5)

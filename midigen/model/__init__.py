@@ -1,18 +1,20 @@
-"""Models: the GPT (gpt.py); Transformer-XL and kNN memories come in memory.py."""
+"""The model: one GPT (gpt.py) with optional XL and kNN memory, whose stores are in memory.py."""
 
-from .gpt import GPT, GPTConfig, KVCache
-from .memory import Memory, MemoryConfig, MemoryGPT
-
-MODELS = ("gpt", "xl", "knn", "xl+knn")
-
-
-def build_model(name: str, config: dict):
-    """A model by name ("gpt", "xl", "knn", "xl+knn") from a config dict."""
-    if name == "gpt":
-        return GPT(GPTConfig.from_dict(config))
-    if name in MODELS:
-        return MemoryGPT(MemoryConfig.from_dict(config))
-    raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+from .gpt import GPT, MODELS, GPTConfig, KVCache
+from .inspection import attention_maps, recording
+from .memory import Memory
 
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "MODELS", "Memory", "MemoryConfig", "MemoryGPT", "build_model"]
+def build_model(name: str, config: dict) -> GPT:
+    """A model by name ("gpt", "xl", "knn", "xl+knn") from a config dict (as checkpoints store it).
+
+    The name picks the preset of `GPTConfig.for_model` (memory models: rotary positions, and by
+    default an XL memory of block_size tokens / a kNN memory in the last layer) and must agree
+    with the config: a checkpoint's "xl" model has an XL memory. The config dicts of checkpoints
+    saved before the memory models were folded into `GPT` ("MemoryConfig") load as they are, and
+    so do their weights (same parameter names).
+    """
+    return GPT(GPTConfig.for_model(name, **config))
+
+
+__all__ = ["GPT", "GPTConfig", "KVCache", "MODELS", "Memory", "attention_maps", "build_model", "recording"]

@@ -1,0 +1,59 @@
+"""Looking inside the model: what each layer's attention attends to, and what its kNN memory finds.
+
+`recording(model)` collects, for every forward pass inside it, each layer's attention weights
+(computed from the very queries, keys and masks the layer attends with) and, in kNN layers, the
+retrieved memory slots, their cosine scores and the gate; `attention_maps` is one pass of it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def recording(model):
+    """Record what every layer attends to during the forward passes inside the ``with`` block.
+
+    Yields ``records``: ``records[layer]`` gets one dict per forward pass, with
+
+    * ``"weights"`` (B, H, T, keys): attention weights of the local attention; keys are the XL
+      memory's slots (if any), then the segment's tokens (with a cache: all cached ones);
+      weights of empty memory slots and of future tokens are 0;
+    * in kNN layers (when a memory is passed): ``"knn_slots"`` and ``"knn_scores"`` (B, H, T, k),
+      the retrieved ring-buffer slots of ``memory.knn[layer]`` and their cosine similarities
+      (-1e4: an empty slot), and ``"knn_gate"`` (B, H), the share of each head's output taken
+      from the memory (0 for a row whose memory is empty).
+
+    Recording costs an explicit (B, H, T, keys) attention matrix per layer; it is meant for
+    looking, not for training.
+    """
+    attns = [block.attn for block in model.blocks]
+    records = [[] for _ in attns]
+    for attn, r in zip(attns, records):
+        attn.record = r
+    try:
+        yield records
+    finally:
+        for attn in attns:
+            attn.record = None
+
+
+@torch.no_grad()
+def attention_maps(model, ids: torch.Tensor, steps: torch.Tensor | None = None, **forward_kw) -> torch.Tensor:
+    """Attention weights (B, n_layer, n_head, T, keys) of one forward pass of ``ids`` (B, T).
+
+    ``weights[b, l, h, i, j]`` is how much query i of row b, in head h of layer l, attends to key
+    j; every row sums to 1 and nothing lies above the causal diagonal. ``forward_kw`` go to the
+    model (e.g. ``memory=``: then the keys start with the XL memory's slots). The model runs in
+    eval mode (no dropout) and is put back in its mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with recording(model) as records:
+            model(ids, steps, **forward_kw)
+    finally:
+        model.train(was_training)
+    return torch.stack([r[-1]["weights"] for r in records], 1)
