@@ -189,7 +189,7 @@ def test_named_presets_and_their_checks():
         build_model("knn", dict(knn_layers=()))
     with pytest.raises(ValueError, match="unknown model"):
         build_model("transformer", {})
-    with pytest.raises(ValueError, match="unknown GPTConfig keys"):
+    with pytest.raises(ValueError, match="unknown GPTConfig key"):
         build_model("gpt", dict(n_layers=3))
 
 
