@@ -47,7 +47,7 @@ bench: setup
 	$(PY) benchmarks/encode.py
 
 demo: setup
-	@echo "==> midigen demo: prepare data/bach, continue a held-out chorale, render, evaluate"
+	@echo "==> midigen demo: prepare the bundled chorales, continue a held-out chorale, render, evaluate"
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/midigen demo --out out
 
 clean:

@@ -2,7 +2,7 @@
 
 One run, the same files for both tools:
 
-1. **Training** on the Bach chorales (``data/bach``), split deterministically by the sorted file
+1. **Training** on the Bach chorales (``midigen/assets/bach``), split deterministically by the sorted file
    list: files whose index ``% 10 != 0`` train, the others (every tenth, 41 of 410) are held out.
    midigen: ``tokenizer.encode(path)`` for every training file (the *base tokenisation*), then
    ``tokenizer.train_bpe(tokens, size)`` at each ``--sizes`` (default 500 1000 2000 4000).
@@ -358,7 +358,7 @@ def speed_rows(speeds: list[Speed]) -> list[list[str]]:
 # ----------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bach", default="data/bach", help="training corpus (default data/bach)")
+    parser.add_argument("--bach", default="midigen/assets/bach", help="training corpus (default midigen/assets/bach)")
     parser.add_argument("--transfer", default="../shared/corpus",
                         help="corpus the Bach-trained tokenizers are applied to (default ../shared/corpus)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 4000],

@@ -7,7 +7,7 @@ generates several base tokens at once).
 
     .venv/bin/python benchmarks/bpe_quality.py --steps 600 --bpe-vocab 1000
 
-Prepares ``data/bach`` twice under ``--work`` (with and without ``--bpe-vocab``; the same split),
+Prepares the bundled chorales (``midigen/assets/bach``) twice under ``--work`` (with and without ``--bpe-vocab``; the same split),
 trains a GPT on each with the same steps x batch x sequence length, and prints a Markdown table.
 """
 
@@ -33,7 +33,7 @@ from midigen.train import TrainConfig, Trainer  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="data/bach")
+    p.add_argument("--data", default="midigen/assets/bach")
     p.add_argument("--work", default="out/bpe_quality")
     p.add_argument("--bpe-vocab", type=int, default=1000)
     p.add_argument("--steps", type=int, default=600)

@@ -34,7 +34,7 @@ It takes about 1.5 minutes with the defaults, most of it music21 on ``../shared/
 script sets ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS) and, where unset, ``OMP_WAIT_POLICY=PASSIVE``
 itself before importing numpy or torch; torch (imported by MidiTok) is also set to one thread.
 
-The default folders are ``data/bach`` (in the repository) and ``../shared/corpus`` (real-world
+The default folders are ``midigen/assets/bach`` (the bundled chorales) and ``../shared/corpus`` (real-world
 files kept outside the repository; skipped with a message where absent). MidiTok and music21 are
 optional: a tool that is not installed is left out with a message.
 """
@@ -327,8 +327,8 @@ def print_table(result: FolderResult, markdown: bool) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--folders", nargs="+", default=["data/bach", "../shared/corpus"],
-        help="folders of MIDI files, searched recursively (default: data/bach ../shared/corpus)",
+        "--folders", nargs="+", default=["midigen/assets/bach", "../shared/corpus"],
+        help="folders of MIDI files, searched recursively (default: midigen/assets/bach ../shared/corpus)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed passes per tool, best kept (default 5)")
     parser.add_argument(

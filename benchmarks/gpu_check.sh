@@ -13,7 +13,7 @@
 #      location "cuda" when CUDA is available; tests/test_train.py's CLI test trains with the
 #      default device (auto: cuda there); test_model/test_memory run on the CPU but in this
 #      interpreter (torch build of the GPU machine);
-#   3. `midigen prepare data/bach`, then training from a corpus held on the GPU
+#   3. `midigen prepare bach`, then training from a corpus held on the GPU
 #      (--location cuda --device cuda, bf16 autocast is automatic on CUDA): a plain GPT, and an
 #      xl+knn memory model (contiguous batches, memories on the GPU, exact kNN search there);
 #      `--resume` of the GPT run (fused AdamW moments, RNG states, data position on the GPU); then `midigen generate` on cuda from both checkpoints (the memory model over several
@@ -114,7 +114,7 @@ EOF
         tests/test_memory.py -p no:cacheprovider --durations=10
 
     # (d) prepare the bundled corpus; train on the GPU from a corpus held on the GPU; generate; evaluate
-    step "prepare data/bach" 60 "$PY" -m midigen prepare data/bach --out "$WORK/bach" -q
+    step "prepare bach" 60 "$PY" -m midigen prepare bach --out "$WORK/bach" -q
     local common=(--data "$WORK/bach" --location "$DEV" --device "$DEV" -q)
     local half=$((STEPS > 1 ? STEPS / 2 : 1)) quarter=$((STEPS > 3 ? STEPS / 4 : 1))
     dev_step "train gpt on $DEV" 90 "$PY" -m midigen train "${common[@]}" --out "$WORK/gpt" \
@@ -133,7 +133,7 @@ EOF
             --eval-batches 4 --warmup-steps $((STEPS / 12))
     fi
     # prompt: the first 8 beats of a chorale; 300 new tokens (several of the memory model's 64-token segments)
-    local gen=(--prompt data/bach/bwv1.6.mid --prompt-beats 8 --max-tokens 300 --seed 0 --top-p 0.95 --device "$DEV")
+    local gen=(--prompt midigen/assets/bach/bwv1.6.mid --prompt-beats 8 --max-tokens 300 --seed 0 --top-p 0.95 --device "$DEV")
     dev_step "generate gpt on $DEV" 45 "$PY" -m midigen generate --checkpoint "$WORK/gpt" --out "$OUT/gen_gpt.mid" \
         --num-samples 1 "${gen[@]}"
     dev_step "generate xl+knn on $DEV" 45 "$PY" -m midigen generate --checkpoint "$WORK/xlknn" --out "$OUT/gen_xlknn.mid" \

@@ -12,7 +12,7 @@ Prepare the corpus first (the chorales plus long pieces: music21's longer works,
 shared piano and band pieces)::
 
     midigen export-corpus --composer beethoven,mozart,haydn,schumann_robert,schumann_clara,chopin,schubert,handel,corelli,cpebach,verdi,weber,joplin,beach --out data/music21
-    midigen prepare data/bach data/music21 ../shared/corpus/one_track ../shared/corpus/multitrack \
+    midigen prepare bach data/music21 ../shared/corpus/one_track ../shared/corpus/multitrack \
         --out data/prepared/long --workers 0 --valid-fraction 0.08 --test-fraction 0.05
 
 (The results in RESULTS.md used the first 6 works that export finished: it is slow, music21

@@ -32,7 +32,7 @@ What it measures, on synthetic band-like corpora written by ``benchmarks/synthet
    step of the default model consumes (GPT, width 256, 4 layers, 4 heads, seq 256, batch 8, on
    this machine's CPU: ~4.3k tokens/s). ``--locations disk,ram,cuda`` adds a corpus held on the GPU
    (batches cut there, timed with ``torch.cuda.synchronize``); ``--batching-only CORPUS`` runs only
-   this section, on any prepared corpus (e.g. ``midigen prepare data/bach --out /tmp/bach``).
+   this section, on any prepared corpus (e.g. ``midigen prepare bach --out /tmp/bach``).
 4. **Lakh projection** -- the full Lakh MIDI Dataset (176,581 files, ~5% broken), assuming
    ``--lakh-notes-per-file`` notes per readable file (default 5000: the four Lakh files in
    ``../shared/corpus/multitrack`` hold 2.9k-6.8k, mean 4.7k; these synthetic files hold ~2.2k).
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lakh-broken", type=float, default=0.05)
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--batching-only", metavar="CORPUS", type=Path,
-                    help="only section 3 (batch throughput), on this prepared corpus (e.g. from `midigen prepare data/bach`)")
+                    help="only section 3 (batch throughput), on this prepared corpus (e.g. from `midigen prepare bach`)")
     ap.add_argument("--locations", default="disk,ram",
                     help="comma-separated corpus locations for the batching section: disk, ram, or a torch device "
                          "such as cuda (default disk,ram)")

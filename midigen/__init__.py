@@ -10,6 +10,7 @@ The pipeline, each step in the file named after it::
 """
 
 from . import check, notation, playback  # noqa: F401  (midigen.check, .notation, .playback as attributes)
+from .assets import asset_path, load_model, pretrained
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokenizer, Tokens, decode, encode
 from .errors import DecodeError, MidiError, VocabError
 from .instruments import instrument_name
@@ -19,5 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DecodeError", "EncodingConfig", "MidiError", "PositionScore", "Score", "SparseScore", "Tokens",
-    "Tokenizer", "VocabError", "decode", "encode", "instrument_name", "read_midi", "write_midi",
+    "Tokenizer", "VocabError", "asset_path", "decode", "encode", "instrument_name", "load_model", "pretrained",
+    "read_midi", "write_midi",
 ]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from .assets import MODELS, model_path
 from .encoding import Tokenizer
 from .errors import CheckpointError, VocabError
 
@@ -120,8 +121,9 @@ def save_checkpoint(path, model, tokenizer: Tokenizer, config: dict, optimizer=N
 
 
 def resolve(path) -> Path:
-    """A checkpoint folder from a run folder (its ``best``, else ``latest``) or the folder itself."""
-    p = Path(path)
+    """A checkpoint folder from a run folder (its ``best``, else ``latest``), the folder itself,
+    or the name of a bundled model (``"bach-gpt"``, alias ``"bach"``: `midigen.assets`)."""
+    p = model_path(path)
     if (p / "config.json").is_file():
         return p
     for name in ("best", "latest"):
@@ -132,7 +134,7 @@ def resolve(path) -> Path:
     if olds and (olds[-1] / "config.json").is_file():
         return olds[-1]
     if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint or run folder")
+        raise CheckpointError(f"{p}: no such checkpoint or run folder (bundled models: {', '.join(MODELS)})")
     raise CheckpointError(f"{p}: no checkpoint here (expected config.json, or best/ or latest/ inside a run folder)")
 
 
@@ -194,6 +196,8 @@ def build_model(name: str, model_config: dict):
 
 def load_model(path, device="cpu"):
     """Load a checkpoint for inference: ``(model, tokenizer, meta)``, the model in eval mode.
+
+    ``path``: a checkpoint or run folder, or a bundled model's name (``load_model("bach")``).
 
     ``tokenizer`` is the `Tokenizer` that gives the model's ids their meaning.
     """

@@ -63,11 +63,10 @@ def _config_arg(p: argparse.ArgumentParser, sections: list[Section]) -> None:
 
 
 def cmd_check(args, cfg) -> int:
-    from .check import check, format_report, write_json
+    from .check import check, format_report, format_summary, write_json
 
     report = check(args.paths, cfg["encoding"], progress=not args.quiet)
-    if not args.quiet:
-        print(format_report(report))
+    print(format_summary(report) if args.quiet else format_report(report, verbose=args.verbose))
     if args.json:
         write_json(report, args.json)
         print(f"report written to {args.json}")
@@ -220,8 +219,9 @@ def cmd_export_corpus(args, cfg) -> int:
 
 def _check_args(p) -> list[Section]:
     p.add_argument("paths", nargs="+", help="MIDI files or folders (searched recursively)")
-    p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--json", metavar="OUT", help="write the full report as JSON (every file)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print a table of every file (default: the failures and a summary)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; only the summary line")
     return _encoding_args(p)
 
 
@@ -254,7 +254,7 @@ def _train_args(p) -> list[Section]:
 def _generate_args(p) -> list[Section]:
     from .generate import SamplingConfig
 
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
     p.add_argument("--out", required=True, help="output .mid (with --num-samples N: OUT_0.mid ...)")
     p.add_argument("--prompt", help="a MIDI file to continue")
     p.add_argument("--prompt-beats", type=float, help="use only the prompt's first N beats")
@@ -269,7 +269,7 @@ def _generate_args(p) -> list[Section]:
 def _evaluate_args(p) -> list[Section]:
     from .evaluate import EvaluateConfig
 
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
     p.add_argument("--data", required=True, help="prepared corpus folder")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     section = Section("evaluate", (EvaluateConfig,), "evaluation (EvaluateConfig)", aliases={"max_new_tokens": ["--max-tokens"]})
@@ -287,7 +287,7 @@ def _render_args(p) -> list[Section]:
 
 def _demo_args(p) -> list[Section]:
     p.add_argument("--out", default="out", help="output folder (default: out)")
-    p.add_argument("--checkpoint", default="checkpoints/bach-gpt", help="default: checkpoints/bach-gpt")
+    p.add_argument("--checkpoint", default="bach-gpt", help="run or checkpoint folder (default: bach-gpt, the bundled model)")
     p.add_argument("--samples", type=int, default=8, help="pieces to generate for the evaluation (default: 8)")
     return []
 
@@ -301,14 +301,14 @@ def _export_corpus_args(p) -> list[Section]:
 
 
 COMMANDS = {  # name: (what it does, its flags, what runs it)
-    "check": ("round-trip every MIDI file (encode -> decode) and report note F1", _check_args, cmd_check),
+    "check": ("round-trip every MIDI file (encode -> decode): note F1, tempo and dynamics changed, failures", _check_args, cmd_check),
     "encode": ("print the tokens of one MIDI file", _encode_args, cmd_encode),
     "prepare": ("encode folders of MIDI files into a prepared corpus (memmap token files)", _prepare_args, cmd_prepare),
     "train": ("train a model on a prepared corpus", _train_args, cmd_train),
     "generate": ("sample music from a checkpoint", _generate_args, cmd_generate),
     "evaluate": ("likelihood on a split and music statistics of generated samples", _evaluate_args, cmd_evaluate),
     "render": ("render a MIDI file to WAV with FluidSynth", _render_args, cmd_render),
-    "demo": ("prepare data/bach, continue a held-out chorale, render, evaluate", _demo_args, cmd_demo),
+    "demo": ("prepare the bundled chorales, continue a held-out one with the bundled model, render, evaluate", _demo_args, cmd_demo),
     "export-corpus": ("export music21's bundled corpus to MIDI files", _export_corpus_args, cmd_export_corpus),
 }
 

@@ -1,9 +1,9 @@
 """Bundled and derived datasets, made from music21's own corpus (no downloads).
 
 ``export_music21_corpus`` turns works of music21's bundled corpus into MIDI files; the default
-dataset ``data/bach`` is the Bach chorales made by::
+dataset ``midigen/assets/bach`` is the Bach chorales made by::
 
-    midigen export-corpus --composer bach --out data/bach
+    midigen export-corpus --composer bach --out midigen/assets/bach
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``make demo`` / ``midigen demo``: from the bundled data to music you can hear, in one go.
 
-Prepares ``data/bach``, continues the opening of a held-out chorale (from the test split) with
-the bundled checkpoint ``checkpoints/bach-gpt``, writes ``out/demo.mid``, ``out/demo.wav`` and
-``out/demo.png`` (piano roll of prompt + continuation, the boundary marked), then prints the
+Prepares the bundled chorales (``bach``: `midigen.assets`), continues the opening of a held-out
+chorale (from the test split) with the bundled model ``bach-gpt``, writes ``out/demo.mid``,
+``out/demo.wav`` and ``out/demo.png`` (piano roll of prompt + continuation, the boundary marked), then prints the
 evaluation table (test-split likelihood, and music statistics of samples against the data).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 PROMPT_BEATS = 8
 
 
-def run_demo(out="out", data="data/bach", prepared="data/prepared/bach", checkpoint="checkpoints/bach-gpt",
+def run_demo(out="out", data="bach", prepared="data/prepared/bach", checkpoint="bach-gpt",
              samples: int = 8, seed: int = 0, max_new_tokens: int = 600) -> dict:
     import matplotlib
 

@@ -14,6 +14,7 @@ Each generated token gets its time step, tracked from the gaps, for the musical 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from .config import JSONConfig, opt
 from .encoding import Tokenizer, Tokens
 from .encoding.grammar import C_SEP, C_START, contexts
 from .encoding.vocab import K_DUR, K_INSTR
+from .midi import Score
 
 
 @dataclass
@@ -97,19 +99,48 @@ def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
     return logits
 
 
+def as_prompt(prompt, tokenizer: Tokenizer, beats: float | None = None) -> Tokens | None:
+    """``generate``'s prompt as `Tokens` of ``tokenizer``: `Tokens`, a `midigen.Score` or a MIDI
+    file's path (encoded), or None; ``beats`` keeps only the first that many quarter notes."""
+    if prompt is None:
+        if beats is not None:
+            raise ValueError(f"prompt_beats={beats} needs a prompt")
+        return None
+    if isinstance(prompt, (Score, str, os.PathLike)):
+        return prompt_from_midi(prompt, tokenizer, beats)
+    if not isinstance(prompt, Tokens):
+        raise TypeError(f"prompt must be Tokens (from tokenizer.encode or generate), a midigen.Score or a MIDI "
+                        f"file's path, or None; got {type(prompt).__name__}")
+    if prompt.tokenizer is not None and prompt.tokenizer != tokenizer:
+        raise ValueError("the prompt was encoded by another tokenizer than the model's: pass the Score or MIDI path "
+                         "instead (generate encodes it), or encode it with the model's tokenizer")
+    if len(prompt) == 0:
+        raise ValueError("the prompt is empty (it needs at least <sos>)")
+    if beats is not None:
+        prompt = _cut(prompt, int(round(beats * tokenizer.config.steps_per_beat)))
+    return prompt
+
+
 @torch.inference_mode()
-def generate(model, tokenizer: Tokenizer, prompt: Tokens | None = None, num_samples: int = 1,
-             config: SamplingConfig | None = None, **overrides) -> list[Tokens]:
+def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.PathLike | None = None,
+             num_samples: int = 1, config: SamplingConfig | None = None, *, prompt_beats: float | None = None,
+             **overrides) -> list[Tokens]:
     """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
 
-    ``tokenizer`` is the model's `Tokenizer` (with merges, ids and the prompt are merged ids;
-    decode with ``tokenizer.decode``). Returns `Tokens` per sample (prompt included, up to and
-    including ``<eos>`` if one was sampled). Keyword overrides set fields of `SamplingConfig`,
-    e.g. ``temperature=0.9``.
+    ``tokenizer`` is the model's `Tokenizer` (with merges, ids and the prompt are merged ids).
+    ``prompt``: `Tokens`, or a `midigen.Score` or MIDI file path that is encoded here;
+    ``prompt_beats`` keeps only its first that many quarter notes. Returns `Tokens` per sample
+    (prompt included, up to and including ``<eos>`` if one was sampled), each carrying
+    ``tokenizer``: ``sample.to_score()`` or ``play(sample)`` decode it. Keyword overrides set
+    fields of `SamplingConfig`, e.g. ``temperature=0.9``.
     """
     cfg = config or SamplingConfig()
     if overrides:
-        cfg = cfg.replace(**overrides)
+        try:
+            cfg = cfg.replace(**overrides)
+        except ValueError as exc:  # (an out-of-range or unknown sampling parameter)
+            raise ValueError(f"generate(): {exc}") from None
+    prompt = as_prompt(prompt, tokenizer, prompt_beats)
     model.eval()
     device = next(model.parameters()).device
     T = _Tables(tokenizer, cfg, device)
@@ -201,12 +232,13 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | None = None, num_samp
         row, srow = all_ids[b], all_steps[b]
         eos = np.flatnonzero(row == tokenizer.eos_id)
         n = eos[0] + 1 if len(eos) else len(row)
-        results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}))
+        results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}, tokenizer))
     return results
 
 
 def prompt_from_midi(path, tokenizer: Tokenizer, beats: float | None = None) -> Tokens:
-    """Encode a MIDI file as a prompt, optionally only its first ``beats`` quarter notes.
+    """Encode a MIDI file (or a `midigen.Score`) as a prompt, optionally only its first ``beats``
+    quarter notes.
 
     The prompt is cut on base tokens, then merged where the tokenizer has merges.
     """
@@ -223,4 +255,4 @@ def _cut(toks: Tokens, limit: int) -> Tokens:
     # so the first token at or past the limit stands right after a gap: a clean place to cut.
     cut = int(np.searchsorted(toks.steps, limit, side="left"))
     cut = min(max(cut, 1), len(toks) - 1)  # keep <sos>, never keep <eos>
-    return Tokens(toks.ids[:cut], toks.steps[:cut], dict(toks.stats))
+    return Tokens(toks.ids[:cut], toks.steps[:cut], dict(toks.stats), toks.tokenizer)

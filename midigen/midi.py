@@ -22,6 +22,7 @@ import numpy as np
 
 from . import atomic
 from .errors import MidiError
+from .instruments import instrument_name
 
 #: The instrument key used for drums (channel 10). Pitched instruments use their program 0..127.
 DRUMS = 128
@@ -68,6 +69,15 @@ class Score:
     def instrument(self) -> np.ndarray:
         """Instrument key per note: the program, or `DRUMS` (128) for drum notes."""
         return np.where(self.is_drum, DRUMS, self.program).astype(np.int16)
+
+    @property
+    def instruments(self) -> dict[int, str]:
+        """The instruments that play, ``{key: General MIDI name}`` by key (128, `DRUMS`: ``"Drums"``).
+
+        >>> Score.from_notes([60, 36], [0, 0], [480, 480], program=[33, 0], is_drum=[False, True]).instruments
+        {33: 'Electric Bass (finger)', 128: 'Drums'}
+        """
+        return {int(k): instrument_name(k) for k in np.unique(self.instrument)}
 
     @property
     def start_beats(self) -> np.ndarray:

@@ -26,8 +26,9 @@ import numpy as np
 
 from . import atomic
 from .errors import PlaybackError
-from .instruments import instrument_name
-from .midi import Score, read_midi
+from .instruments import instrument_name  # noqa: F401  (midigen.playback.instrument_name, as before)
+from .encoding.tokenizer import as_score
+from .midi import Score
 from .notation import find_musescore, show_score  # noqa: F401  (the historical home of show_score)
 
 DEFAULT_SAMPLE_RATE = 22050
@@ -74,8 +75,9 @@ def available_synths() -> list[str]:
     return found + ["sine"]
 
 
-def _as_score(x) -> Score:
-    return x if isinstance(x, Score) else read_midi(x)
+def _as_score(x, tokenizer=None) -> Score:
+    """A `Score`, a MIDI path, or `Tokens` (decoded with ``tokenizer`` or the one they carry)."""
+    return as_score(x, tokenizer)
 
 
 def _check_soundfont(sf2) -> Path:
@@ -166,15 +168,16 @@ def render(
     seconds: float | None = None,
     start: float = 0.0,
     synth: str = "auto",
+    tokenizer=None,
 ) -> np.ndarray:
-    """Render a `Score` or MIDI path to mono float32 audio in [-1, 1] (peak-normalised).
+    """Render a `Score`, MIDI path or `Tokens` to mono float32 audio in [-1, 1] (peak-normalised).
 
     ``synth``: ``"auto"`` (FluidSynth, else rustysynth), or one of `SYNTHS` to force it.
     Without a SoundFont synthesiser ``auto`` raises `PlaybackError`, or with ``fallback=True``
     uses sine waves with a warning. ``start``/``seconds`` render only that stretch (in seconds
     of music), cut to at most ``seconds`` of audio.
     """
-    pm = _as_score(score).to_pretty_midi()
+    pm = _as_score(score, tokenizer).to_pretty_midi()
     if start < 0 or (seconds is not None and seconds <= 0):
         raise PlaybackError(f"start={start} and seconds={seconds}: start must be >= 0 and seconds > 0")
     if start or seconds is not None:  # drop the rest before synthesis: cheap clips of long pieces
@@ -275,15 +278,17 @@ def play(
     start: float = 0.0,
     synth: str = "auto",
     format: str = "ogg",
+    tokenizer=None,
 ):
-    """An inline audio player (an ``IPython.display.Audio``) for a `Score` or MIDI path.
+    """An inline audio player (an ``IPython.display.Audio``) for a `Score`, MIDI path or `Tokens`.
 
     Embeds ``seconds`` of music from ``start`` (default: the first minute) as Ogg Vorbis
     (``format="mp3"``/``"wav"`` otherwise); when that is not the whole piece a line under the
     player says what plays and how to hear the rest. ``seconds=None`` plays everything. Falls
-    back to sine waves, with a warning, where no SoundFont synthesiser is installed.
+    back to sine waves, with a warning, where no SoundFont synthesiser is installed. `Tokens`
+    decode with ``tokenizer``, else the tokenizer they carry (from ``tok.encode`` or ``generate``).
     """
-    s = _as_score(score)
+    s = _as_score(score, tokenizer)
     total = float(s.to_pretty_midi().get_end_time())
     name = _choose_synth(synth, fallback=True)
     audio = render(s, sample_rate, soundfont, fallback=True, seconds=seconds, start=start, synth=name)
@@ -303,25 +308,26 @@ def play(
 
 
 # ------------------------------------------------------------------ piano roll
-def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mark=None):
+def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mark=None, tokenizer=None):
     """Draw notes as bars (time x pitch), one colour per instrument; returns the axes.
 
+    ``score``: a `Score`, MIDI path or `Tokens` (decoded with ``tokenizer``, else their own).
     ``beats=True`` puts quarter-note beats on the x axis (else ticks). ``mark`` draws a vertical
     line at that time (e.g. where a prompt ends and a continuation begins).
     """
     import matplotlib.pyplot as plt
 
-    s = _as_score(score)
+    s = _as_score(score, tokenizer)
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 4))
     x0 = s.start_beats if beats else s.start
     width = (s.end_beats if beats else s.end) - x0
     inst = s.instrument
     cmap = plt.get_cmap("tab10")
-    for i, key in enumerate(np.unique(inst)):
+    for i, (key, name) in enumerate(s.instruments.items()):
         m = inst == key
         ax.barh(s.pitch[m], np.maximum(width[m], 0.05), left=x0[m], height=0.8,
-                color=cmap(i % 10), label=instrument_name(key), edgecolor="none")
+                color=cmap(i % 10), label=name, edgecolor="none")
     if mark is not None:
         ax.axvline(mark, color="k", linestyle="--", linewidth=1)
     ax.set_xlabel("beats" if beats else "ticks")

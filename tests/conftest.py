@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from midigen.assets import asset_path
+
 ROOT = Path(__file__).resolve().parents[1]
-BACH = ROOT / "data" / "bach"
+BACH = asset_path("bach")  # the bundled chorales (package data: midigen/assets/bach)
+BUNDLED_MODEL = asset_path("bach-gpt")
 SHARED_CORPUS = ROOT.parent / "shared" / "corpus"
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/smf.py
@@ -24,5 +27,5 @@ def shared_corpus() -> Path:
 @pytest.fixture(scope="session")
 def bach_files() -> list[Path]:
     files = sorted(BACH.glob("*.mid"))
-    assert len(files) > 300, "the bundled Bach dataset data/bach is missing"
+    assert len(files) > 300, "the bundled Bach dataset midigen/assets/bach is missing"
     return files

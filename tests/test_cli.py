@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACH, ROOT
+from conftest import BACH, BUNDLED_MODEL, ROOT
 from midigen import cli
 from midigen.flags import default_of, show
 from midigen.model import GPTConfig
@@ -38,14 +38,53 @@ def test_check_bach_and_shared_corpus(tmp_path, shared_corpus):
         assert f["path"] and f["error"]
 
 
-def test_check_prints_table_and_reports_bad_files(tmp_path):
+def test_check_prints_failures_and_summary_and_the_table_with_verbose(tmp_path):
     shutil.copy(BACH / "bwv1.6.mid", tmp_path / "good.mid")
     (tmp_path / "bad.mid").write_bytes(b"garbage")
     r = midigen("check", tmp_path, "--blog")
     assert r.returncode == 0, r.stderr
-    assert "good.mid" in r.stdout and "1.0000" in r.stdout
+    assert "bad.mid" in r.stdout and "not a MIDI file" in r.stdout
+    assert "good.mid" not in r.stdout  # a file that round-trips is in the summary, not listed
+    assert "2 files: 1 ok, 1 failed" in r.stdout
+    r = midigen("check", tmp_path, "--blog", "--verbose")
+    assert r.returncode == 0, r.stderr
+    good = next(line for line in r.stdout.splitlines() if "good.mid" in line)
+    assert "1.0000" in good and "90->90" in good  # note F1, velocities before -> after
     assert "bad.mid" in r.stdout and "not a MIDI file" in r.stdout
     assert "2 files: 1 ok, 1 failed" in r.stdout
+
+
+def test_check_400_files_prints_a_progress_bar_and_a_summary_not_a_table(tmp_path):
+    r = midigen("check", BACH, "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert "410/410" in r.stderr  # the progress bar
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) <= 3, r.stdout  # the summary and where the report went
+    assert lines[0].startswith("410 files: 410 ok, 0 failed") and "note F1 min 1.0000" in lines[0]
+    assert "tempo off by up to" in lines[0] and "every velocity -> 90 (0 of 410 files had dynamics)" in lines[0]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["results"]) == 410  # the full table is always in the JSON
+    assert {"tempo_error_pct", "dynamics_flattened", "ticks_per_quarter"} <= set(report["results"][0]["changes"])
+
+
+def test_check_quiet_prints_only_the_summary_line():
+    r = midigen("check", BACH / "bwv1.6.mid", BACH / "bwv10.7.mid", "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines() == [r.stdout.strip()] and r.stdout.startswith("2 files: 2 ok, 0 failed")
+    assert r.stderr == ""  # no progress bar
+
+
+def test_check_a_folder_that_does_not_exist_is_a_one_line_error(tmp_path):
+    r = midigen("check", BACH, "../my-midi", cwd=tmp_path)
+    line = _one_line_error(r, "check", "../my-midi", "no such file or folder")
+    assert str(BACH) not in line  # only the missing one is named
+    assert r.stdout == ""  # nothing checked
+
+
+def test_check_takes_the_bundled_corpus_by_name(tmp_path):
+    r = midigen("check", "bach", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("410 files: 410 ok")
 
 
 def test_check_with_no_files_fails(tmp_path):
@@ -228,7 +267,7 @@ def test_user_errors_are_one_line_naming_the_file_or_flag(tmp_path, tiny_corpus)
     out = tmp_path / "x"
     _one_line_error(midigen("train", "--data", BACH, "--out", out), "train", BACH, "not a prepared corpus")
     assert not out.exists()
-    _one_line_error(midigen("generate", "--checkpoint", ROOT / "checkpoints" / "bach-gpt", "--out", tmp_path / "x.mid",
+    _one_line_error(midigen("generate", "--checkpoint", BUNDLED_MODEL, "--out", tmp_path / "x.mid",
                             "--prompt", "nope.mid"), "generate", "nope.mid", "no such file")
     _one_line_error(midigen("train", "--config", tmp_path / "nope.json"), "train", "--config", "nope.json")
     _one_line_error(midigen("generate", "--checkpoint", "c", "--out", "o.mid", "--config", tmp_path / "nope.json"),
@@ -262,7 +301,7 @@ def test_a_device_this_machine_lacks_is_a_user_error(tmp_path, tiny_corpus):
         pytest.skip("this machine has CUDA")
     _one_line_error(midigen("train", "--data", tiny_corpus, "--out", tmp_path / "r", "--device", "cuda"),
                     "train", "--device cuda", "CUDA")
-    _one_line_error(midigen("generate", "--checkpoint", ROOT / "checkpoints" / "bach-gpt", "--out", tmp_path / "x.mid",
+    _one_line_error(midigen("generate", "--checkpoint", BUNDLED_MODEL, "--out", tmp_path / "x.mid",
                             "--device", "cuda"), "generate", "--device cuda")
-    _one_line_error(midigen("evaluate", "--checkpoint", ROOT / "checkpoints" / "bach-gpt", "--data", tiny_corpus,
+    _one_line_error(midigen("evaluate", "--checkpoint", BUNDLED_MODEL, "--data", tiny_corpus,
                             "--device", "cuda:1"), "evaluate", "--device cuda:1")

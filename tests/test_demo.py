@@ -5,12 +5,12 @@ import shutil
 
 import pytest
 
-from conftest import ROOT
+from conftest import BUNDLED_MODEL, ROOT
 from midigen.checkpoint import load_model
 from midigen.data.prepare import prepare
 from midigen.train import TrainConfig, Trainer
 
-BUNDLED = ROOT / "checkpoints" / "bach-gpt"
+BUNDLED = BUNDLED_MODEL
 
 
 def test_demo_writes_midi_wav_png_and_prints_the_table(tmp_path, bach_files, capsys):
@@ -67,3 +67,32 @@ def test_cli_evaluate_with_the_bundled_model(tmp_path, bach_files):
     r = subprocess.run([sys.executable, "-m", "midigen", "evaluate", "--checkpoint", str(tmp_path / "nope"), "--data", str(prep)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 2 and "no such checkpoint" in r.stderr
+
+
+def test_bundled_assets_load_from_any_working_directory(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import midigen\n"
+        "from midigen.check import check\n"
+        "model, tok, meta = midigen.load_model('bach')\n"
+        "same, _, _ = midigen.pretrained('bach')\n"
+        "assert model.num_params() == same.num_params() > 1e6\n"
+        "report = check(['bach'], tok.config, progress=False)\n"
+        "assert report['ok'] == 410, report['ok']\n"
+        "print(midigen.asset_path('bach'), len(tok))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == str(ROOT / "midigen" / "assets" / "bach")
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_unknown_bundled_names_say_what_is_bundled():
+    from midigen.assets import asset_path, pretrained
+
+    with pytest.raises(FileNotFoundError, match="bach-gpt"):
+        asset_path("mozart")
+    with pytest.raises(FileNotFoundError, match="bundled: bach, bach-gpt"):
+        pretrained("mozart")

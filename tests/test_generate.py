@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from midigen import EncodingConfig, Tokenizer, decode
+from midigen import EncodingConfig, MidiError, Tokenizer, decode
 from midigen.generate import SamplingConfig, _filter, generate, prompt_from_midi
 from midigen.model import GPT, GPTConfig
 
@@ -110,3 +110,49 @@ def test_int8_model_samples_decodable_music_close_to_fp32():
     assert torch.allclose(a.softmax(-1), b.softmax(-1), atol=0.02)
     (toks,) = generate(q, tok, max_new_tokens=60, seed=0)
     decode(toks.ids, tok, strict=True)
+
+
+def test_prompt_as_a_score_or_a_midi_path(bach_files):
+    import midigen
+
+    tok = Tokenizer()
+    model = untrained(tok)
+    expected = prompt_from_midi(bach_files[0], tok, beats=4)
+    for prompt in (bach_files[0], str(bach_files[0]), midigen.read_midi(bach_files[0])):
+        (toks,) = generate(model, tok, prompt, prompt_beats=4, max_new_tokens=20, seed=0)
+        assert np.array_equal(toks.ids[: len(expected)], expected.ids)
+    (whole,) = generate(model, tok, bach_files[0], max_new_tokens=5, seed=0)  # no cut: the whole piece
+    assert len(whole) > len(tok.encode(bach_files[0])) - 1
+    (cut,) = generate(model, tok, tok.encode(bach_files[0]), prompt_beats=4, max_new_tokens=20, seed=0)
+    assert np.array_equal(cut.ids[: len(expected)], expected.ids)  # Tokens are cut too
+
+
+def test_a_wrong_prompt_or_sampling_parameter_says_what_to_pass():
+    tok = Tokenizer()
+    model = untrained(tok)
+    with pytest.raises(TypeError, match="prompt must be Tokens .* a midigen.Score or a MIDI file's path"):
+        generate(model, tok, [1, 2, 3])
+    with pytest.raises(ValueError, match="another tokenizer than the model's"):
+        generate(model, tok, Tokenizer(EncodingConfig.blog()).encode(_piece()))
+    with pytest.raises(ValueError, match=r"generate\(\): top_p must lie in \(0, 1\], got 2"):
+        generate(model, tok, top_p=2)
+    with pytest.raises(ValueError, match=r"generate\(\): temperature must be > 0, got 0"):
+        generate(model, tok, temperature=0)
+    with pytest.raises(ValueError, match="unknown SamplingConfig key: 'temprature'"):
+        generate(model, tok, temprature=0.5)
+    with pytest.raises(MidiError, match="nope.mid"):
+        generate(model, tok, "nope.mid")
+
+
+def test_generated_tokens_carry_their_tokenizer():
+    tok = Tokenizer()
+    (toks,) = generate(untrained(tok), tok, max_new_tokens=30, seed=0, min_length=20)
+    assert toks.tokenizer is tok
+    assert toks.to_score().n_notes == tok.decode(toks.ids).n_notes
+    assert tok.encode(_piece()).tokenizer is tok
+
+
+def _piece():
+    import midigen
+
+    return midigen.Score.from_notes([60, 64, 67], [0, 480, 960], [480, 960, 1440])

@@ -173,3 +173,32 @@ def test_render_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "midigen", "render", str(BACH / "bwv1.6.mid"), "--out", str(out),
                         "--soundfont", str(bad)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not a SoundFont" in r.stderr
+
+
+def test_score_instruments_table():
+    s = Score.from_notes(pitch=[36, 60, 64, 40], start=[0, 0, 480, 0], end=[240, 960, 960, 480],
+                         program=[0, 0, 0, 33], is_drum=[True, False, False, False])
+    assert s.instruments == {0: "Acoustic Grand Piano", 33: "Electric Bass (finger)", 128: "Drums"}
+    assert Score.from_notes([], [], []).instruments == {}
+
+
+def test_play_and_piano_roll_take_tokens():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tok = midigen.Tokenizer()
+    s = Score.from_notes(pitch=[36, 60, 64], start=[0, 0, 480], end=[240, 960, 960], is_drum=[True, False, False])
+    tokens = tok.encode(s)  # carries its tokenizer
+    assert len(piano_roll(tokens).patches) == 3
+    bare = midigen.Tokens(tokens.ids, tokens.steps)  # made by hand: no tokenizer
+    with pytest.raises(TypeError, match="pass tokenizer="):
+        piano_roll(bare)
+    assert len(piano_roll(bare, tokenizer=tok).patches) == 3
+    assert len(piano_roll(tokens.ids, tokenizer=tok).patches) == 3  # bare ids with their tokenizer
+    with pytest.raises(TypeError, match="pass tokenizer="):
+        play(bare, synth="sine")
+    with pytest.raises(TypeError, match="expected a Score, a MIDI file path or Tokens"):
+        play(3.5)
+    audio = render(tokens, 8000, fallback=True, synth="sine")
+    assert rms(audio) > 0.01
+    assert play(tokens, sample_rate=8000, synth="sine").total_seconds == pytest.approx(1.0)

@@ -50,3 +50,31 @@ def test_bach_chorales_round_trip(bach_files):
     report = check(bach_files[::10], progress=False)
     assert report["failed"] == []
     assert report["note_f1_min"] == 1.0
+
+
+def test_check_reports_what_the_round_trip_changes_on_funkytown(shared_corpus):
+    path = shared_corpus / "multitrack" / "Funkytown.mid"
+    if not path.exists():
+        pytest.skip("Funkytown.mid absent")
+    score = read_midi(path)
+    assert score.tempo_qpm.tolist() == [125.0] and score.ticks_per_quarter == 192
+    c = check_file(path, Tokenizer()).changes
+    # 125 qpm lies between the bins 120 * 2**(k/12): the nearest is 127.14 qpm (+1.7%)
+    assert c["tempo_error_qpm"] == pytest.approx(2.136, abs=0.01)
+    assert c["tempo_error_pct"] == pytest.approx(1.708, abs=0.01)
+    assert (c["velocity_min"], c["velocity_max"]) == (41, 121) and c["dynamics_flattened"]
+    assert c["ticks_per_quarter"] == [192, 480]
+    back = Tokenizer().decode(Tokenizer().encode(score).ids)
+    assert set(back.velocity.tolist()) == {90}  # what "flattened" means
+    # with tempo tokens off, every piece decodes at 120 qpm: the report says so
+    assert check_file(path, Tokenizer(EncodingConfig(tempo=False))).changes["tempo_error_pct"] == pytest.approx(4.0)
+
+
+def test_check_report_on_bach_chorales(bach_files):
+    report = check(bach_files[:40], progress=False)
+    assert report["dynamics_flattened"] == 0  # the chorales have one velocity throughout
+    assert 0 < report["tempo_error_pct_max"] <= 100 * (2 ** (1 / 24) - 1) + 1e-3  # within half a bin
+    first = report["results"][0]["changes"]
+    assert first["ticks_per_quarter"] == [10080, 480] and first["velocity_min"] == first["velocity_max"] == 90
+    assert report["time_signatures_lost"] > 0  # some chorales are in 3/4
+    assert any(r["changes"]["time_signatures_lost"] for r in report["results"])

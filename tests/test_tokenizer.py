@@ -235,7 +235,7 @@ def test_old_layout_corpus_and_checkpoint_load(tmp_path, bach_files):
     model, loaded, meta = load_model(ckpt)
     assert loaded == tok
     assert evaluate(ckpt, old, samples=0)["likelihood"]["loss"] == pytest.approx(before, abs=1e-6)
-    # an old checkpoint is rewritten in place into the new layout (as checkpoints/bach-gpt was)
+    # an old checkpoint is rewritten in place into the new layout (as the bundled bach-gpt was)
     from midigen.checkpoint import upgrade_checkpoint
 
     upgrade_checkpoint(ckpt)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..assets import resolve_sources
 from ..config import JSONConfig, opt
 from ..encoding import EncodingConfig, Tokenizer
 from ..errors import VocabError
@@ -112,7 +113,7 @@ def prepare(
     timeout, progress, bpe_vocab, start_method = cfg.timeout, cfg.progress, cfg.bpe_vocab, cfg.start_method
     bar_type = _bar_type(progress)
     t0 = time.monotonic()
-    _check_sources(sources)
+    sources = resolve_sources(sources)  # (a typo in a folder name would make a corpus of one failure)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     encoding = encoding or EncodingConfig()
@@ -144,12 +145,6 @@ def _bar_type(progress: bool):
     from tqdm.auto import tqdm
 
     return tqdm
-
-
-def _check_sources(sources) -> None:
-    missing = [s for s in map(str, sources) if not os.path.exists(s)]
-    if missing:  # (a typo in a folder name would otherwise make a corpus of one failure)
-        raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
 
 
 def _check_tokenizer(out: Path, encoding: EncodingConfig) -> Tokenizer:

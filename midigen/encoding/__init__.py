@@ -16,12 +16,12 @@ from .index import Tokens, decode_position, encode_notes, encode_position, steps
 from .position import GAP, TEMPO, PositionScore, SortedNotes, sorted_notes
 from .quantise import QuantisedScore, quantise
 from .sparse import SparseScore
-from .tokenizer import KIND_NAMES, Tokenizer, _as_score
+from .tokenizer import KIND_NAMES, Tokenizer, _as_score, as_score
 from .vocab import SPECIALS
 
 __all__ = [
     "ENCODING_VERSION", "EncodingConfig", "GAP", "KIND_NAMES", "PositionScore", "QuantisedScore", "SPECIALS",
-    "SortedNotes", "SparseScore", "TEMPO", "Tokenizer", "Tokens", "decode", "decode_position", "encode",
+    "SortedNotes", "SparseScore", "TEMPO", "Tokenizer", "Tokens", "as_score", "decode", "decode_position", "encode",
     "encode_notes", "encode_position", "encode_via_sparse", "quantise", "sorted_notes", "steps_of",
 ]
 

@@ -33,11 +33,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class Tokens:
-    """An encoded piece: token ``ids``, the time ``steps`` of each token, and encoding ``stats``."""
+    """An encoded piece: token ``ids``, the time ``steps`` of each token, and encoding ``stats``.
+
+    ``tokenizer``: the `Tokenizer` that gives the ids their meaning, where known (set by
+    `Tokenizer.encode` and `midigen.generate.generate`), so ``play(tokens)`` or
+    ``tokens.to_score()`` can decode them without being told.
+    """
 
     ids: np.ndarray
     steps: np.ndarray
     stats: dict = field(default_factory=dict)
+    tokenizer: "Tokenizer | None" = field(default=None, repr=False, compare=False)
+
+    def to_score(self, tokenizer: "Tokenizer | None" = None):
+        """Decode to a `midigen.Score` with ``tokenizer``, else the one that made these tokens."""
+        tok = tokenizer or self.tokenizer
+        if tok is None:
+            raise TypeError("these Tokens carry no tokenizer: pass tokenizer= (the Tokenizer that made them, "
+                            "e.g. the one load_model returned)")
+        return tok.decode(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -58,6 +58,23 @@ def _as_score(score) -> Score:
     raise TypeError(f"expected a Score or a path to a MIDI file, got {type(score).__name__}")
 
 
+def as_score(music, tokenizer: "Tokenizer | None" = None) -> Score:
+    """A `Score` from what people hold: a `Score`, a MIDI file's path, or `Tokens` / token ids.
+
+    Tokens decode with ``tokenizer`` if given, else with the tokenizer they carry (`Tokens.tokenizer`:
+    set by `Tokenizer.encode` and by ``generate``); bare ids need ``tokenizer``.
+    """
+    if isinstance(music, Tokens):
+        return music.to_score(tokenizer)
+    if isinstance(music, np.ndarray) or isinstance(music, (list, tuple)) and music and isinstance(music[0], (int, np.integer)):
+        if tokenizer is None:
+            raise TypeError("token ids need their tokenizer: pass tokenizer= (the Tokenizer that made them)")
+        return tokenizer.decode(music)
+    if isinstance(music, (Score, str, os.PathLike)):
+        return _as_score(music)
+    raise TypeError(f"expected a Score, a MIDI file path or Tokens, got {type(music).__name__}")
+
+
 class Tokenizer:
     """Encoding config + base vocabulary + optional BPE merges + grammar, saved as one file.
 
@@ -163,7 +180,7 @@ class Tokenizer:
         Raises `MidiError` if the file is unreadable or nothing in it can be encoded.
         """
         toks = self.encode_base(score)
-        return self.apply_bpe(toks) if self.has_merges else toks
+        return self.apply_bpe(toks) if self.has_merges else toks  # (both carry this tokenizer)
 
     def encode_base(self, score) -> Tokens:
         """MIDI file or `Score` -> base `Tokens` (no merges applied)."""
@@ -176,13 +193,17 @@ class Tokenizer:
                 f"no encodable notes ({st['notes']} notes; {st['dropped_pitch_range']} outside the "
                 f"pitch range, {st.get('dropped_drums', 0)} drum notes in an instrument-free encoding)",
             )
-        return encode_notes(notes, self)
+        toks = encode_notes(notes, self)
+        toks.tokenizer = self  # (base ids mean the same in this tokenizer)
+        return toks
 
     def apply_bpe(self, tokens: Tokens) -> Tokens:
         """Base `Tokens` -> merged `Tokens` (each merged token keeps its action's time step)."""
         if not self.has_merges:
             return tokens
-        return bpe.apply(self._hf, tokens, self.table, self._lengths, self.dtype)
+        merged = bpe.apply(self._hf, tokens, self.table, self._lengths, self.dtype)
+        merged.tokenizer = self
+        return merged
 
     @functools.cached_property
     def _hf(self):

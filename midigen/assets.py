@@ -1,0 +1,79 @@
+"""The bundled assets: the Bach chorales and the model trained on them, found from anywhere.
+
+They ship inside the package (``midigen/assets/``, declared as package data in pyproject.toml),
+so a wheel install carries them and no working directory is special::
+
+    midigen/assets/bach/       410 Bach chorales as MIDI (music21's corpus, public domain)
+    midigen/assets/bach-gpt/   the pretrained GPT: model.safetensors, config.json, tokenizer.json
+
+>>> asset_path("bach").name, asset_path("bach-gpt").name
+('bach', 'bach-gpt')
+
+Where a path is expected, these names stand for the assets when no file or folder of that name
+exists: ``midigen prepare bach ...``, ``midigen generate --checkpoint bach-gpt ...``,
+``load_model("bach")``. This module imports nothing of midigen at import time (the MIDI reader
+below it uses `resolve_sources`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+#: Bundled corpora of MIDI files, by name.
+CORPORA = {"bach": "bach"}
+#: Bundled checkpoints, by name (``"bach"`` is the model of the ``bach`` corpus).
+MODELS = {"bach-gpt": "bach-gpt", "bach": "bach-gpt"}
+
+
+def asset_path(name: str) -> Path:
+    """The folder of a bundled asset: ``"bach"`` (the chorales) or ``"bach-gpt"`` (the model)."""
+    folder = ASSETS / ({**MODELS, **CORPORA}.get(name, name))  # (a corpus's name names the corpus)
+    if name not in CORPORA and name not in MODELS or not folder.is_dir():
+        known = ", ".join(sorted({*CORPORA, *MODELS}))
+        raise FileNotFoundError(f"{name!r}: no such bundled asset (bundled: {known}; looked in {ASSETS})")
+    return folder
+
+
+def model_path(name_or_path) -> Path:
+    """A checkpoint's folder: the path itself where it exists, else the bundled model of that name."""
+    p = Path(name_or_path)
+    if not p.exists() and str(name_or_path) in MODELS:
+        return ASSETS / MODELS[str(name_or_path)]
+    return p
+
+
+def resolve_sources(paths) -> list[str]:
+    """MIDI files and folders as given, a bundled corpus's name (``"bach"``) as its folder.
+
+    Raises FileNotFoundError naming every path that is neither a file, a folder nor a bundled corpus.
+    """
+    out, missing = [], []
+    for p in map(str, paths):
+        if os.path.exists(p):
+            out.append(p)
+        elif p in CORPORA:
+            out.append(str(ASSETS / CORPORA[p]))
+        else:
+            missing.append(p)
+    if missing:  # (a typo in a folder name would otherwise pass unnoticed, or make an empty corpus)
+        raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
+    return out
+
+
+def load_model(name_or_path, device="cpu"):
+    """`midigen.checkpoint.load_model` (torch imported on first use): a checkpoint or run folder,
+    or a bundled model's name, to ``(model, tokenizer, meta)``."""
+    from .checkpoint import load_model as load
+
+    return load(name_or_path, device=device)
+
+
+def pretrained(name: str = "bach", device="cpu"):
+    """Load a bundled model: ``(model, tokenizer, meta)`` as `midigen.checkpoint.load_model`."""
+    from .checkpoint import load_model
+
+    if name not in MODELS:
+        raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
+    return load_model(ASSETS / MODELS[name], device=device)
