@@ -98,7 +98,7 @@ def test_config_checks_and_weight_tying():
 # ---- the same logits as before GPT and MemoryGPT were merged into one class
 # tests/data/model_reference.safetensors was written by the code at commit 8e13a1e (before the
 # merge): the weights of two tiny GPTs (learned / rotary positions, torch.manual_seed(0)), an input,
-# their logits, loss and KV-cached logits; the logits of checkpoints/bach-gpt (full and cached);
+# their logits, loss and KV-cached logits; the logits of the bundled bach-gpt (full and cached);
 # and an XL + kNN MemoryGPT's weights, config and logits over three segments with memory.
 REFERENCE = Path(__file__).parent / "data" / "model_reference.safetensors"
 
@@ -148,7 +148,7 @@ def test_bach_checkpoint_loads_and_gives_the_logits_of_before_the_merge():
     from midigen.checkpoint import load_model
 
     ref, _ = reference()
-    model, _, meta = load_model(Path(__file__).parents[1] / "checkpoints" / "bach-gpt")
+    model, _, meta = load_model("bach-gpt")
     assert meta["model"] == "gpt" and not model.config.has_memory
     idx, steps = ref["bach.idx"], ref["bach.steps"]
     with torch.no_grad():
