@@ -262,17 +262,16 @@ def _prepare_args(p) -> list[Section]:
 
 
 def _train_args(p) -> list[Section]:
-    from .train import TrainConfig
-
     from .monitor import MonitorConfig
     from .runs import MAY_CHANGE
+    from .train import TrainConfig
 
-    may = ", ".join(flags.flag(k) for k in sorted(MAY_CHANGE - {"out"}))
+    may = ", ".join(sorted(k.replace("_", "-") for k in MAY_CHANGE - {"out"}))
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", nargs="?", const=True, metavar="RUN",
-                     help="continue the run in RUN (default: --out) exactly, with the data, model and settings it "
-                          f"was made with; flags given again must agree, except {may}")
-    run.add_argument("--overwrite", action="store_true", help="clear the run in --out first (else a run there is refused)")
+                     help="continue the run in folder RUN (default: the out folder) exactly, with the data, model and settings it "
+                          f"was made with; flags given again must agree with the run's, except these: {may}")
+    run.add_argument("--overwrite", action="store_true", help="clear the run in the out folder first (else a run there is refused)")
     sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), _model_section(),
                 Section("monitor", (MonitorConfig,), "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]
     for section in sections:

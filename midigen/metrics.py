@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .encoding.quantise import ticks_to_steps
 from .encoding import KIND_NAMES
+from .encoding.quantise import ticks_to_steps
 from .midi import Score
 
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])

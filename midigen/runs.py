@@ -34,7 +34,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import RunFolderError
+from . import atomic
+from .errors import RunFolderError, TrainingInterrupted
 
 RUN_ENTRIES = ("train_config.json", "history.jsonl", "tensorboard", "latest", "best")
 #: `TrainConfig` fields that may differ from the run's on resume (every other field must agree).
@@ -105,9 +106,8 @@ def check_resume(out, saved: dict, train: dict, model: dict | None) -> dict:
     for k, v in train.items():
         if k not in saved_train or _same(k, saved_train[k], v):
             continue
-        if k in MAY_CHANGE:
-            changes[k] = (saved_train[k], v)
-        elif k == "data" and not (Path(saved_train[k]) / "manifest.json").is_file():
+        moved = k == "data" and not (Path(saved_train[k]) / "manifest.json").is_file()
+        if k in MAY_CHANGE or moved:
             changes[k] = (saved_train[k], v)
         else:
             diffs.append(f"{_flag(k)} {saved_train[k]} (given {v})")
@@ -126,6 +126,61 @@ def resume_command(out, world: int = 1) -> str:
     """The command line that resumes the run in ``out``."""
     run = f"-m midigen train --resume {shlex.quote(str(out))}"
     return f"torchrun --nproc_per_node {world} {run}" if world > 1 else f"midigen train --resume {shlex.quote(str(out))}"
+
+
+# ---------------------------------------------------------------- a trainer's run folder
+
+
+def restore(trainer) -> None:
+    """Load the run's ``latest`` checkpoint into ``trainer`` (model, optimizer, memories, step,
+    data position, RNG, history). A run stopped before its first checkpoint starts at step 0."""
+    from .checkpoint import load_training_state, read_checkpoint, set_rng_state
+
+    out = trainer.out
+    path = out / "latest"
+    olds = sorted(out.glob(".latest.old-*"))  # a crash between save_checkpoint's two renames
+    if not (path / "config.json").is_file() and olds:
+        path = olds[-1]
+    if not (path / "config.json").is_file():
+        return
+    _, _, tokenizer = read_checkpoint(path)
+    if tokenizer != trainer.tokenizer:
+        raise RunFolderError(f"{trainer.cfg.data} was prepared with another tokenizer than the run {out} was trained with")
+    state = load_training_state(path, trainer.raw_model, trainer.optimizer, trainer.memory)
+    trainer.step, trainer.epoch, trainer.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+    trainer.best_val, trainer.bad_evals = state["best_val"], state["bad_evals"]
+    set_rng_state(state["rng"])
+    hist = out / "history.jsonl"
+    if hist.exists():
+        history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+        trainer.history = [h for h in history if h["step"] <= trainer.step]
+
+
+def begin(trainer) -> None:
+    """Make the run folder ready for ``trainer`` to write: cleared if asked (``overwrite``), the
+    history cut at the resumed step, a TensorBoard writer, ``train_config.json``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = trainer.out
+    if trainer._clear:  # overwrite: the old run goes now, when the new one starts writing
+        clear(out)
+        trainer._clear = False
+    if trainer.step == 0 and trainer.resumed:  # stopped before any checkpoint: its events go too
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in trainer.history))
+    # on resume, drop events logged after the checkpoint (a killed run may have written some)
+    trainer.writer = SummaryWriter(str(out / "tensorboard"), purge_step=trainer.step + 1 if trainer.step else None)
+    atomic.write_json(out / "train_config.json", trainer._meta())
+
+
+def interruption(trainer, name: str) -> TrainingInterrupted:
+    """The error to raise once ``latest`` is saved after signal ``name``: where, and how to resume."""
+    if trainer.writer is not None:
+        trainer.writer.flush()
+    message = (f"interrupted by {name} at step {trainer.step}: checkpoint saved in {trainer.out / 'latest'}; "
+               f"resume with: {resume_command(trainer.out, trainer.world)}") if trainer.is_main else ""
+    return TrainingInterrupted(message, name, trainer.step, 128 + int(getattr(signal, name, signal.SIGTERM)))
 
 
 class StopSignals:

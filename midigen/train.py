@@ -33,8 +33,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -44,12 +42,12 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
-from . import atomic, runs
+from . import runs
 from .callbacks import Callback, ProgressCallback
-from .checkpoint import load_training_state, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import JSONConfig, opt
 from .data import PreparedCorpus, make_batches
-from .errors import RunFolderError, TrainingError, TrainingInterrupted
+from .errors import RunFolderError, TrainingError
 from .model import MODELS, GPTConfig, MemoryConfig, build_model
 
 
@@ -195,7 +193,7 @@ class Trainer:
         self.history: list[dict] = []
         self.resumed = resume
         if resume:
-            self._resume()
+            runs.restore(self)
         self.callbacks = list(callbacks or [])
         if cfg.progress and self.is_main:
             self.callbacks.insert(0, ProgressCallback())
@@ -203,7 +201,7 @@ class Trainer:
 
     @classmethod
     def from_run(cls, run, model_config: dict | None = None, callbacks: list[Callback] | None = None,
-                 **changes) -> "Trainer":
+                 **changes) -> Trainer:
         """Resume the run in folder ``run`` with the data, model and settings it was made with.
 
         Keyword arguments set `TrainConfig` fields; those outside `runs.MAY_CHANGE` (and the
@@ -296,25 +294,6 @@ class Trainer:
         extra = self.memory.tensors() if (self.memory is not None and name == "latest") else None
         return save_checkpoint(self.out / name, self.raw_model, self.tokenizer, self._meta(), opt, state, extra)
 
-    def _resume(self):
-        path = self.out / "latest"
-        olds = sorted(self.out.glob(".latest.old-*"))  # a crash between save_checkpoint's two renames
-        if not (path / "config.json").is_file() and olds:
-            path = olds[-1]
-        if not (path / "config.json").is_file():  # stopped before its first checkpoint: from step 0
-            return
-        _, _, tokenizer = read_checkpoint(path)
-        if tokenizer != self.tokenizer:
-            raise RunFolderError(f"{self.cfg.data} was prepared with another tokenizer than the run {self.out} was trained with")
-        state = load_training_state(path, self.raw_model, self.optimizer, self.memory)
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        self.best_val, self.bad_evals = state["best_val"], state["bad_evals"]
-        set_rng_state(state["rng"])
-        hist = self.out / "history.jsonl"
-        if hist.exists():
-            self.history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            self.history = [h for h in self.history if h["step"] <= self.step]
-
     # ------------------------------------------------------------------ the loop
     def _log(self, record: dict):
         self.history.append(record)
@@ -326,21 +305,6 @@ class Trainer:
             if k != "step" and isinstance(v, (int, float)):
                 self.writer.add_scalar(k, v, record["step"])
 
-    def _begin(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        if self._clear:  # overwrite: the old run goes now, when the new one starts writing
-            runs.clear(self.out)
-            self._clear = False
-        if self.step == 0 and self.resumed:  # nothing was saved: what the stopped run logged goes
-            shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
-        self.out.mkdir(parents=True, exist_ok=True)
-        # keep the history consistent with the resumed step
-        atomic.write_text(self.out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
-        # on resume, drop events logged after the checkpoint (a killed run may have written some)
-        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None)
-        atomic.write_json(self.out / "train_config.json", self._meta())
-
     def train(self, until: int | None = None) -> dict:
         """Train to ``max_steps`` (or early stop); returns the last validation metrics.
 
@@ -350,7 +314,7 @@ class Trainer:
         """
         cfg = self.cfg
         if self.is_main:
-            self._begin()
+            runs.begin(self)
         data = self._batches_from(self.epoch, self.batch_in_epoch)
         self.model.train()
         metrics: dict = {}
@@ -373,7 +337,9 @@ class Trainer:
                             break
                         t_last = time.perf_counter()  # don't count evaluation as training time
                     if (stop_now or signals.caught) and self.step < stop:
-                        self._interrupted(signals.caught or "SIGTERM", saved=evaluated)
+                        if not evaluated:  # (an evaluation has just saved it)
+                            self.save("latest")
+                        raise runs.interruption(self, signals.caught or "SIGTERM")
         finally:
             self._call("on_train_end")
             if self.writer is not None:
@@ -428,14 +394,3 @@ class Trainer:
         if improved:
             self.save("best")
         return metrics
-
-    def _interrupted(self, name: str, saved: bool):
-        """Save ``latest`` at this step boundary (unless just saved) and raise `TrainingInterrupted`."""
-        if not saved:
-            self.save("latest")
-        if self.writer is not None:
-            self.writer.flush()
-        command = runs.resume_command(self.out, self.world)
-        message = (f"interrupted by {name} at step {self.step}: checkpoint saved in {self.out / 'latest'}; "
-                   f"resume with: {command}") if self.is_main else ""
-        raise TrainingInterrupted(message, name, self.step, 128 + int(getattr(signal, name, signal.SIGTERM)))
