@@ -34,7 +34,6 @@ from .callbacks import Callback
 from .config import JSONConfig, opt
 
 MAX_DATA_PIECES = 32  # validation pieces whose statistics are the reference
-MAX_AUDIO_SECONDS = 20.0  # an untrained model may write long notes: its audio is cut here
 
 
 @dataclass
@@ -45,14 +44,15 @@ class MonitorConfig(JSONConfig):
     monitor_prompt_beats: float = opt(4.0, "beats of the validation piece the monitor gives as the prompt")
     monitor_temperature: float = opt(1.0, "sampling temperature of the monitor's samples")
     monitor_sample_rate: int = opt(16000, "sample rate of the monitor's audio (Hz)")
+    monitor_seconds: float = opt(12.0, "audio cut after this many seconds (an untrained model may hold notes long)")
 
     def __post_init__(self):
         super().__post_init__()
         for name in ("monitor_samples", "monitor_tokens", "monitor_sample_rate"):
             if getattr(self, name) < (0 if name == "monitor_samples" else 1):
                 raise ValueError(f"{name} must be >= {0 if name == 'monitor_samples' else 1}, got {getattr(self, name)}")
-        if self.monitor_prompt_beats <= 0 or self.monitor_temperature <= 0:
-            raise ValueError("monitor_prompt_beats and monitor_temperature must be > 0")
+        if min(self.monitor_prompt_beats, self.monitor_temperature, self.monitor_seconds) <= 0:
+            raise ValueError("monitor_prompt_beats, monitor_temperature and monitor_seconds must be > 0")
 
 
 class MusicMonitor(Callback):
@@ -121,7 +121,7 @@ class MusicMonitor(Callback):
         try:
             with warnings.catch_warnings():  # (sine waves only where no SoundFont synthesiser is installed)
                 warnings.simplefilter("ignore")
-                audio = render(score, rate, fallback=True, seconds=MAX_AUDIO_SECONDS) if score.n_notes else np.zeros(rate // 10, np.float32)
+                audio = render(score, rate, fallback=True, seconds=self.cfg.monitor_seconds) if score.n_notes else np.zeros(rate // 10, np.float32)
         except PlaybackError as exc:  # a broken SoundFont must not stop the training
             writer.add_text(tag, f"no audio: {exc}", step)
             return
