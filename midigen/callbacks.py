@@ -44,8 +44,8 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressCallback(Callback):
-    """A progress bar (loss, tokens/s, time left) on a terminal; on a file or a pipe, one line per
-    log interval instead (no carriage-return frames), e.g.::
+    """A progress bar (loss, tokens/s, time left) on a terminal or in a notebook; on a file or a
+    pipe, one line per log interval instead (no carriage-return frames), e.g.::
 
         step 20/900 | loss 2.3141 | lr 2.00e-03 | 14,210 tok/s | 0:00:04 elapsed, 0:03:05 left
 
@@ -66,7 +66,9 @@ class ProgressCallback(Callback):
 
     def on_train_begin(self, trainer) -> None:
         stream = self.stream or sys.stderr
-        use_bar = self.use_bar if self.use_bar is not None else bool(getattr(stream, "isatty", lambda: False)())
+        use_bar = self.use_bar
+        if use_bar is None:  # a terminal, or a notebook (tqdm.auto draws a widget there, not frames)
+            use_bar = bool(getattr(stream, "isatty", lambda: False)()) or type(stream).__module__.startswith("ipykernel")
         self._t0, self._step0 = time.perf_counter(), trainer.step
         self._inv_tps: list[float] = []  # seconds per token of each step since the last line
         if use_bar:

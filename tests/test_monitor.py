@@ -1,6 +1,7 @@
 """The training monitor: validation loss by token kind, and music (audio, piano roll, statistics)
 from a held-out prompt in TensorBoard's own event files; callbacks do not change the run."""
 
+import io
 import json
 import shutil
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from midigen.callbacks import Callback
+from midigen.callbacks import Callback, ProgressCallback
 from midigen.data import PreparedCorpus
 from midigen.data.prepare import prepare
 from midigen.encoding import KIND_NAMES
@@ -104,3 +105,12 @@ def test_monitor_config_checks():
     assert MonitorConfig().monitor_samples == 1
     with pytest.raises(ValueError, match="monitor_tokens"):
         MonitorConfig(monitor_tokens=0)
+
+
+def test_progress_bar_shows_loss_tokens_per_second_and_time_left(corpus, tmp_path):
+    out = io.StringIO()
+    Trainer(cfg(corpus, tmp_path / "run").replace(log_interval=2), SIZE, callbacks=[ProgressCallback(out, bar=True)]).train()
+    text = out.getvalue()
+    assert "\r" in text and "4/4" in text and "loss=" in text and "tok_s=" in text
+    assert "<00:00" in text  # tqdm's elapsed<left
+    assert "step 4: valid loss" in text
