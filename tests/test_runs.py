@@ -113,6 +113,14 @@ def test_python_api_refuses_resumes_and_overwrites(corpus, tmp_path):
     assert train_losses(tmp_path / "run") and len(train_losses(tmp_path / "run")) == 6
     Trainer(cfg, size, overwrite=True).train(until=1)
     assert len(train_losses(tmp_path / "run")) == 1
+    # killed (kill -9) before its first checkpoint: resume starts again at step 0, with the run's settings
+    for name in ("latest", "best"):
+        shutil.rmtree(tmp_path / "run" / name)
+    t = Trainer.from_run(tmp_path / "run")
+    assert t.step == 0 and t.cfg.max_steps == 4
+    t.train(until=1)
+    assert len(train_losses(tmp_path / "run")) == 1
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def _start(args):
@@ -120,11 +128,18 @@ def _start(args):
                             stderr=subprocess.PIPE, text=True)
 
 
+def _steps_logged(run) -> int:
+    """Training steps in the history so far (complete lines only: the run is writing it)."""
+    path = run / "history.jsonl"
+    lines = path.read_text().split("\n")[:-1] if path.is_file() else []
+    return sum('"train/loss"' in line for line in lines)
+
+
 def _stop_after(proc, run, step: int, sig) -> tuple[int, str, str]:
     """Wait until the run has logged ``step`` training steps, then send ``sig``; returns (rc, out, err)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run / "history.jsonl").is_file() and len(train_losses(run)) >= step:
+        if _steps_logged(run) >= step:
             break
         time.sleep(0.02)
     assert proc.poll() is None, f"the run ended before step {step}: {proc.communicate()}"
