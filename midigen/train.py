@@ -120,7 +120,7 @@ class Trainer:
         self.out = Path(cfg.out)
         if resume and overwrite:
             raise RunFolderError("resume or overwrite a run, not both")
-        saved = None
+        saved, self.resume_changes = None, {}  # (field: (the run's value, the new one)) allowed on resume
         if resume:  # before anything is built: a run made otherwise is refused first
             saved = runs.read_run(self.out)
             given = model_config.to_dict() if isinstance(model_config, GPTConfig) else model_config
