@@ -10,7 +10,7 @@ The pipeline, each step in the file named after it::
 """
 
 from . import check, notation, playback  # noqa: F401  (midigen.check, .notation, .playback as attributes)
-from .assets import asset_path, load_model, pretrained
+from .assets import asset_path
 from .encoding import EncodingConfig, PositionScore, SparseScore, Tokenizer, Tokens, decode, encode
 from .errors import DecodeError, MidiError, VocabError
 from .instruments import instrument_name
@@ -23,3 +23,11 @@ __all__ = [
     "Tokenizer", "VocabError", "asset_path", "decode", "encode", "instrument_name", "load_model", "pretrained",
     "read_midi", "write_midi",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("load_model", "pretrained"):  # (torch is imported on first use only)
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'midigen' has no attribute {name!r}")

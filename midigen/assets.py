@@ -11,8 +11,8 @@ so a wheel install carries them and no working directory is special::
 
 Where a path is expected, these names stand for the assets when no file or folder of that name
 exists: ``midigen prepare bach ...``, ``midigen generate --checkpoint bach-gpt ...``,
-``load_model("bach")``. This module imports nothing of midigen at import time (the MIDI reader
-below it uses `resolve_sources`).
+``load_model("bach")`` (`midigen.checkpoint.pretrained` loads a bundled model by name). This module
+imports nothing of midigen: the lowest floors (prepare, check) use `resolve_sources`.
 """
 
 from __future__ import annotations
@@ -61,19 +61,3 @@ def resolve_sources(paths) -> list[str]:
         raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
     return out
 
-
-def load_model(name_or_path, device="cpu"):
-    """`midigen.checkpoint.load_model` (torch imported on first use): a checkpoint or run folder,
-    or a bundled model's name, to ``(model, tokenizer, meta)``."""
-    from .checkpoint import load_model as load
-
-    return load(name_or_path, device=device)
-
-
-def pretrained(name: str = "bach", device="cpu"):
-    """Load a bundled model: ``(model, tokenizer, meta)`` as `midigen.checkpoint.load_model`."""
-    from .checkpoint import load_model
-
-    if name not in MODELS:
-        raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
-    return load_model(ASSETS / MODELS[name], device=device)

@@ -235,3 +235,10 @@ def load_training_state(path, model, optimizer, memory=None) -> dict:
     if memory is not None and (p / "state.safetensors").is_file():
         memory.load_tensors(load_file(str(p / "state.safetensors"), device=str(device)))
     return state
+
+
+def pretrained(name: str = "bach", device="cpu"):
+    """Load a bundled model by name (``"bach"`` or ``"bach-gpt"``): ``(model, tokenizer, meta)``."""
+    if name not in MODELS:
+        raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
+    return load_model(model_path(name), device=device)

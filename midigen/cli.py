@@ -130,22 +130,37 @@ def cmd_train(args, cfg) -> int:
 
     train_cfg, model_kw = cfg["train"], cfg["model"]
     check_device(train_cfg.device)
+    callbacks = []
+    if cfg["monitor"].monitor_samples > 0:
+        from .monitor import MusicMonitor
+
+        callbacks.append(MusicMonitor(cfg["monitor"]))
     try:
-        trainer = Trainer(train_cfg, model_kw, resume=args.resume)
+        if args.resume is not None:  # the run folder's settings; those given again must agree
+            given = flags.values(args, args.sections)
+            run = train_cfg.out if args.resume is True else args.resume
+            if args.resume is not True and given["train"].get("out", run) != run:
+                raise ValueError(f"--resume {run} and --out {given['train']['out']}: give the run folder once")
+            changes = {k: v for k, v in given["train"].items() if k != "out"}
+            trainer = Trainer.from_run(run, given["model"], callbacks, **changes)
+        else:
+            trainer = Trainer(train_cfg, model_kw, overwrite=args.overwrite, callbacks=callbacks)
     except ValueError as exc:  # the model config's own checks: in terms of its flags
         if type(exc) is not ValueError:
             raise
         raise ValueError(flags.in_flag_terms(str(exc), args.sections[1])) from None
     if trainer.is_main:
         n = trainer.raw_model.num_params()
-        print(f"{train_cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.tokenizer)}, "
+        print(f"{trainer.cfg.model}: {n / 1e6:.2f}M parameters, vocabulary {len(trainer.tokenizer)}, "
               f"{trainer.train_data.n_tokens:,} training tokens, device {trainer.device}"
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
-              + (f", resuming at step {trainer.step}" if args.resume else ""))
+              + (f", resuming {trainer.out} at step {trainer.step}" if trainer.resumed else ""), flush=True)
+        if trainer.resumed and trainer.resume_changes:
+            print("changed on resume: " + ", ".join(f"{flags.flag(k)} {a} -> {b}" for k, (a, b) in trainer.resume_changes.items()))
     m = trainer.train()
     if trainer.is_main and m:
         print(f"step {trainer.step}: valid loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}, "
-              f"{m['bits_per_token']:.3f} bits/token; checkpoints in {train_cfg.out}/latest and {train_cfg.out}/best")
+              f"{m['bits_per_token']:.3f} bits/token; checkpoints in {trainer.out}/latest and {trainer.out}/best")
     return 0
 
 
@@ -242,10 +257,18 @@ def _prepare_args(p) -> list[Section]:
 
 
 def _train_args(p) -> list[Section]:
+    from .monitor import MonitorConfig
+    from .runs import MAY_CHANGE
     from .train import TrainConfig
 
-    p.add_argument("--resume", action="store_true", help="continue from OUT/latest exactly")
-    sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), _model_section()]
+    may = ", ".join(sorted(k.replace("_", "-") for k in MAY_CHANGE - {"out"}))
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", nargs="?", const=True, metavar="RUN",
+                     help="continue the run in folder RUN (default: the out folder) exactly, with the data, model and settings it "
+                          f"was made with; flags given again must agree with the run's, except these: {may}")
+    run.add_argument("--overwrite", action="store_true", help="clear the run in the out folder first (else a run there is refused)")
+    sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), _model_section(),
+                Section("monitor", (MonitorConfig,), "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]
     for section in sections:
         flags.add_flags(p, section)
     return sections
@@ -372,9 +395,9 @@ def main(argv=None) -> int:
     try:
         args, configs = parse(argv)
         return args.func(args, configs)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # (training saves a checkpoint first: TrainingInterrupted says where)
+        print(str(exc) or "interrupted", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     # MidiError, VocabError, DecodeError and the configs' errors are ValueErrors
     except (ValueError, OSError, CheckpointError, TrainingError, PlaybackError) as exc:
         if debug:

@@ -38,3 +38,21 @@ class TrainingError(RuntimeError):
 
 class PlaybackError(RuntimeError):
     """Audio could not be rendered: a missing library or a bad SoundFont."""
+
+
+class RunFolderError(ValueError):
+    """A run folder cannot be used as asked: it holds a run already (and neither ``--resume`` nor
+    ``--overwrite`` was given), it holds nothing to resume, or it was made with other settings
+    than those given again on resume."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM, after saving a checkpoint at a step boundary.
+
+    ``str(err)`` says where the checkpoint is and the exact command that resumes; ``exit_code``
+    is the shell's convention for the signal (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signal_name: str, step: int, exit_code: int):
+        super().__init__(message)
+        self.signal_name, self.step, self.exit_code = signal_name, step, exit_code

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .encoding import KIND_NAMES
 from .encoding.quantise import ticks_to_steps
 from .midi import Score
 
@@ -169,7 +170,9 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     Every token of the split is scored once, piece by piece (the ``contiguous`` batcher), so a
     memory model (XL / kNN) carries its memories through each piece as in training. Also split
     by where a token stands: in the first segment of its piece (``first_segment``), or later
-    (``later_segments``, where a memory can help). ``per_token=True`` adds the raw per-token
+    (``later_segments``, where a memory can help), and by what it is (``by_kind``: ``{"note":
+    {"loss", "tokens"}, "duration": ..., "gap": ...}`` for the kinds present, `KIND_NAMES`, each
+    target's kind in context as `Tokenizer.token_kinds` gives it). ``per_token=True`` adds the raw per-token
     losses, their segment numbers and their target ids (for plots).
     """
     import torch
@@ -185,6 +188,7 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     memory = None
     sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
     seg_no = None
+    kind_loss, kind_count = np.zeros(len(KIND_NAMES)), np.zeros(len(KIND_NAMES), np.int64)
     raw_losses, raw_segments, raw_targets = [], [], []
     with torch.no_grad():
         for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
@@ -205,6 +209,12 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
                 sums[name][0] += float(losses[mask].double().sum())
                 sums[name][1] += int(mask.sum())
                 sums[name][2] += int(note[y.clamp(min=0)][mask].sum())
+            # each target's kind in context: the sequence is the row's first input, then its targets
+            seq = torch.cat([x[:, :1], y.clamp(min=0)], 1).cpu().numpy()
+            kinds = corpus.tokenizer.token_kinds(seq.reshape(-1)).reshape(seq.shape)[:, 1:]
+            v = valid.cpu().numpy()
+            kind_loss += np.bincount(kinds[v], weights=losses[valid].double().cpu().numpy(), minlength=len(KIND_NAMES))
+            kind_count += np.bincount(kinds[v], minlength=len(KIND_NAMES))
             if per_token:
                 raw_losses.append(losses[valid].cpu())
                 raw_segments.append(seg_no[:, None].expand_as(valid)[valid].cpu())
@@ -216,6 +226,8 @@ def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, m
     for name in ("first_segment", "later_segments"):
         t, n, _ = sums[name]
         out[name] = {"loss": t / n if n else float("nan"), "tokens": n}
+    out["by_kind"] = {KIND_NAMES[k]: {"loss": float(kind_loss[k] / kind_count[k]), "tokens": int(kind_count[k])}
+                      for k in np.flatnonzero(kind_count)}
     if per_token:
         out["token_losses"] = torch.cat(raw_losses).numpy() if raw_losses else np.zeros(0)
         out["token_segments"] = torch.cat(raw_segments).numpy() if raw_segments else np.zeros(0, np.int64)

@@ -4,11 +4,19 @@ One loop, written to be read (after nanoGPT's train.py), with what a research ru
 AdamW with decoupled weight decay, linear warm-up then cosine decay, gradient clipping and
 accumulation, bf16 autocast on CUDA, optional ``torch.compile``, periodic validation (loss,
 perplexity, bits per token), early stopping, a tqdm bar, TensorBoard event files, and
-checkpoints (`midigen.checkpoint`: safetensors + JSON) of the latest and the best model.
+checkpoints (`midigen.checkpoint`: safetensors + JSON) of the latest and the best model, and
+callbacks (`midigen.callbacks`) at each evaluation: the CLI attaches a music monitor there
+(`midigen.monitor`: a sample from a held-out prompt as audio and piano roll in TensorBoard).
 
 **Exact resume.** The data order is a pure function of (seed, epoch, batch number), and a
 checkpoint stores the model, the optimizer moments, the step, the data position and the RNG
 states, so ``--resume`` continues as if never stopped: the same losses, to float tolerance.
+
+**Runs never lose work** (`midigen.runs`). The run folder alone resumes a run (``midigen train
+--resume RUN``, `Trainer.from_run`): data, model and settings come from it, and settings given again
+must agree. A folder that holds a run is refused unless ``resume`` or ``overwrite`` is given.
+SIGINT (Ctrl-C) and SIGTERM save ``latest/`` at the next step boundary and raise
+`TrainingInterrupted`, whose message is the command that resumes.
 
 **Scaling out.** Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs). Every process draws the same global batch
@@ -21,9 +29,11 @@ the same global batch::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +42,12 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (
-    CheckpointError,
-    load_training_state,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from . import runs
+from .callbacks import Callback, ProgressCallback
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import JSONConfig, opt
 from .data import PreparedCorpus, make_batches
-from .errors import TrainingError
+from .errors import RunFolderError, TrainingError
 from .model import MODELS, GPTConfig, build_model
 
 
@@ -96,8 +102,30 @@ def default_model_config(tokenizer, seq_len: int, model: str = "gpt", **override
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, model_config: GPTConfig | dict | None = None, resume: bool = False):
+    """Train ``config``'s model on its data, into its run folder ``config.out``.
+
+    ``model_config``: a model config, or a dict of fields to override in the one sized for the
+    corpus (`default_model_config`). ``resume=True`` continues the run in ``config.out`` from its
+    ``latest`` checkpoint, with the model config it was made with (given fields must agree, as
+    must the settings outside `runs.MAY_CHANGE`); `from_run` needs only the folder.
+    ``overwrite=True`` clears a run that is there (else one is refused). ``callbacks``:
+    `Callback` objects called at each step and evaluation (Hugging Face's ``TrainerCallback``).
+    """
+
+    def __init__(self, config: TrainConfig, model_config: GPTConfig | dict | None = None, resume: bool = False,
+                 overwrite: bool = False, callbacks: list[Callback] | None = None):
         self.cfg = cfg = config
+        self.out = Path(cfg.out)
+        if resume and overwrite:
+            raise RunFolderError("resume or overwrite a run, not both")
+        saved, self.resume_changes = None, {}  # (field: (the run's value, the new one)) allowed on resume
+        if resume:  # before anything is built: a run made otherwise is refused first
+            saved = runs.read_run(self.out)
+            given = model_config.to_dict() if isinstance(model_config, GPTConfig) else model_config
+            self.resume_changes = runs.check_resume(self.out, saved, cfg.to_dict(), given)
+        elif not overwrite:
+            runs.refuse_existing(self.out)
+        self._clear = overwrite
         # ---- processes
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -115,7 +143,6 @@ class Trainer:
                 raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
         self.device = torch.device(device)
         self.is_main = self.rank == 0
-        self.out = Path(cfg.out)
         # ---- data
         self.train_data = PreparedCorpus(cfg.data, "train", cfg.location)
         self.valid_data = PreparedCorpus(cfg.data, "valid", cfg.location)
@@ -131,12 +158,17 @@ class Trainer:
         self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
         # ---- model and optimizer
         torch.manual_seed(cfg.seed)
-        if isinstance(model_config, dict) or model_config is None:
+        if saved is not None:  # the run's own model config
+            self.raw_model = build_model(cfg.model, saved["model_config"])
+            model_config = self.raw_model.config
+        elif isinstance(model_config, dict) or model_config is None:
             model_config = default_model_config(self.tokenizer, cfg.seq_len, cfg.model, **(model_config or {}))
         self.model_config = model_config
         if self.model_config.vocab_size != len(self.tokenizer):
             raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.tokenizer)}")
-        self.raw_model = build_model(cfg.model, self.model_config.to_dict()).to(self.device)
+        if saved is None:
+            self.raw_model = build_model(cfg.model, self.model_config.to_dict())
+        self.raw_model = self.raw_model.to(self.device)
         # the memories of this process's rows, carried from batch to batch
         self.memory = self.raw_model.new_memory(cfg.batch_size // self.world)
         self.optimizer = self.raw_model.optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type)
@@ -157,9 +189,27 @@ class Trainer:
         self.best_val = float("inf")
         self.bad_evals = 0
         self.history: list[dict] = []
+        self.resumed = resume
         if resume:
-            self._resume()
+            runs.restore(self)
+        self.callbacks = list(callbacks or [])
+        if cfg.progress and self.is_main:
+            self.callbacks.insert(0, ProgressCallback())
         self.writer = None
+
+    @classmethod
+    def from_run(cls, run, model_config: dict | None = None, callbacks: list[Callback] | None = None,
+                 **changes) -> Trainer:
+        """Resume the run in folder ``run`` with the data, model and settings it was made with.
+
+        Keyword arguments set `TrainConfig` fields; those outside `runs.MAY_CHANGE` (and the
+        fields of ``model_config``) must agree with the run's, e.g.
+        ``Trainer.from_run("runs/bach", max_steps=2000).train()`` trains it further.
+        """
+        saved = runs.read_run(run)["train_config"]
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig.from_dict({k: v for k, v in {**saved, **changes, "out": str(run)}.items() if k in known})
+        return cls(config, model_config, resume=True, callbacks=callbacks)
 
     # ------------------------------------------------------------------ data
     def _batches_from(self, epoch: int, skip: int):
@@ -187,7 +237,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
-        """Validation loss, token-weighted, every token once, piece by piece (`metrics.likelihood`)."""
+        """Validation loss, token-weighted, every token once, piece by piece (`metrics.likelihood`),
+        also by token kind (``loss_by_kind/note``, ``.../duration``, ...: `Tokenizer.token_kinds`)."""
         from .metrics import likelihood
 
         with self.autocast:
@@ -195,7 +246,22 @@ class Trainer:
                            max_batches=self.cfg.eval_batches, device=self.device)
         self.model.train()
         return {k: m[k] for k in ("loss", "perplexity", "bits_per_token", "bits_per_note", "tokens")} | {
-            "later_segments_loss": m["later_segments"]["loss"]}
+            "later_segments_loss": m["later_segments"]["loss"]} | {
+            f"loss_by_kind/{kind}": v["loss"] for kind, v in m["by_kind"].items()}
+
+    def _call(self, moment: str, *args) -> None:
+        if not self.is_main:
+            return
+        rng = rng_state() if moment == "on_evaluate" else None  # callbacks must not steer the run
+        for cb in self.callbacks:
+            getattr(cb, moment)(self, *args)
+        if rng is not None:
+            set_rng_state(rng)
+            self.model.train()
+
+    def _say(self, message: str) -> None:
+        bar = next((cb for cb in self.callbacks if isinstance(cb, ProgressCallback)), None)
+        bar.write(message) if bar is not None else print(message, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict:
@@ -226,19 +292,6 @@ class Trainer:
         extra = self.memory.tensors() if (self.memory is not None and name == "latest") else None
         return save_checkpoint(self.out / name, self.raw_model, self.tokenizer, self._meta(), opt, state, extra)
 
-    def _resume(self):
-        path = self.out / "latest"
-        if not path.exists():
-            raise CheckpointError(f"{path}: nothing to resume (no checkpoint yet)")
-        state = load_training_state(path, self.raw_model, self.optimizer, self.memory)
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        self.best_val, self.bad_evals = state["best_val"], state["bad_evals"]
-        set_rng_state(state["rng"])
-        hist = self.out / "history.jsonl"
-        if hist.exists():
-            self.history = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            self.history = [h for h in self.history if h["step"] <= self.step]
-
     # ------------------------------------------------------------------ the loop
     def _log(self, record: dict):
         self.history.append(record)
@@ -254,80 +307,88 @@ class Trainer:
         """Train to ``max_steps`` (or early stop); returns the last validation metrics.
 
         ``until`` stops earlier, at that step, keeping the schedule of ``max_steps`` (as an
-        interrupted run would; a checkpoint is written there).
+        interrupted run would; a checkpoint is written there). On SIGINT or SIGTERM it saves
+        ``latest/`` at the end of the step and raises `TrainingInterrupted`.
         """
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            # keep the history consistent with the resumed step
-            (self.out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
-            # on resume, drop events logged after the checkpoint (a killed run may have written some)
-            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None)
-            (self.out / "train_config.json").write_text(json.dumps(self._meta(), indent=1))
+            runs.begin(self)
         data = self._batches_from(self.epoch, self.batch_in_epoch)
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
-                   disable=not (cfg.progress and self.is_main))
         metrics: dict = {}
         tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
+        self._call("on_train_begin")
         t_last = time.perf_counter()
         try:
-            stop = min(cfg.max_steps, until) if until is not None else cfg.max_steps
-            while self.step < stop:
-                lr = lr_at(self.step, cfg)
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
-                loss_sum = torch.zeros((), device=self.device)
-                for micro in range(cfg.grad_accum):
-                    b = self._my_rows(next(data))
-                    sync = micro == cfg.grad_accum - 1 or self.world == 1
-                    ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
-                    with ctx, self.autocast:
-                        _, loss = self.model(b["x"], b["steps"], b["y"], **self._memory_kw(b, self.memory))
-                    (loss / cfg.grad_accum).backward()
-                    loss_sum += loss.detach() / cfg.grad_accum
-                if self.world > 1:
-                    dist.all_reduce(loss_sum)
-                    loss_sum /= self.world
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
-                train_loss = float(loss_sum)
-                if not math.isfinite(train_loss) or not math.isfinite(float(grad_norm)):
-                    raise TrainingError(
-                        f"loss became {train_loss} at step {self.step} (grad norm {float(grad_norm)}): stopping; "
-                        f"the last good checkpoint is in {self.out / 'latest'}. Try a lower --lr or more warm-up."
-                    )
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                now = time.perf_counter()
-                tps = tokens_per_step / max(now - t_last, 1e-9)
-                t_last = now
-                record = {"step": self.step, "train/loss": train_loss, "train/lr": lr,
-                          "train/grad_norm": float(grad_norm), "train/tokens_per_s": tps}
-                self._log(record)
-                bar.update(1)
-                if self.step % cfg.log_interval == 0:
-                    bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
-                if self.step % cfg.eval_interval == 0 or self.step == stop:
-                    metrics = self.evaluate()
-                    self._log({"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}})
-                    improved = metrics["loss"] < self.best_val
-                    if improved:
-                        self.best_val, self.bad_evals = metrics["loss"], 0
-                    else:
-                        self.bad_evals += 1
-                    self.save("latest")
-                    if improved:
-                        self.save("best")
-                    if cfg.patience is not None and self.bad_evals >= cfg.patience:
-                        bar.write(f"early stopping at step {self.step}: no improvement in {cfg.patience} validations")
-                        break
-                    t_last = time.perf_counter()  # don't count evaluation as training time
+            with runs.StopSignals(say=self._say) as signals:
+                stop = min(cfg.max_steps, until) if until is not None else cfg.max_steps
+                while self.step < stop:
+                    record, stop_now = self._step(data, tokens_per_step, t_last, signals)
+                    t_last = time.perf_counter()
+                    self._log(record)
+                    self._call("on_step_end", record)
+                    evaluated = self.step % cfg.eval_interval == 0 or self.step == stop
+                    if evaluated:
+                        metrics = self._evaluate_and_save()
+                        if cfg.patience is not None and self.bad_evals >= cfg.patience:
+                            self._say(f"early stopping at step {self.step}: no improvement in {cfg.patience} validations")
+                            break
+                        t_last = time.perf_counter()  # don't count evaluation as training time
+                    if (stop_now or signals.caught) and self.step < stop:
+                        if not evaluated:  # (an evaluation has just saved it)
+                            self.save("latest")
+                        raise runs.interruption(self, signals.caught or "SIGTERM")
         finally:
-            bar.close()
+            self._call("on_train_end")
             if self.writer is not None:
                 self.writer.close()
+        return metrics
+
+    def _step(self, data, tokens_per_step: int, t_last: float, signals) -> tuple[dict, bool]:
+        """One optimizer step; returns its record and whether any process was asked to stop."""
+        cfg = self.cfg
+        lr = lr_at(self.step, cfg)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            b = self._my_rows(next(data))
+            sync = micro == cfg.grad_accum - 1 or self.world == 1
+            ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
+            with ctx, self.autocast:
+                _, loss = self.model(b["x"], b["steps"], b["y"], **self._memory_kw(b, self.memory))
+            (loss / cfg.grad_accum).backward()
+            loss_sum += loss.detach() / cfg.grad_accum
+        stop_any = False
+        if self.world > 1:  # the loss, and whether a process caught a signal: all stop at the same step
+            both = torch.stack([loss_sum, torch.tensor(float(signals.caught is not None), device=self.device)])
+            dist.all_reduce(both)
+            loss_sum, stop_any = both[0] / self.world, bool(both[1] > 0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        train_loss = float(loss_sum)
+        if not math.isfinite(train_loss) or not math.isfinite(float(grad_norm)):
+            raise TrainingError(
+                f"loss became {train_loss} at step {self.step} (grad norm {float(grad_norm)}): stopping; "
+                f"the last good checkpoint is in {self.out / 'latest'}. Try a lower --lr or more warm-up "
+                f"({runs.resume_command(self.out, self.world)} --lr ...)."
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        tps = tokens_per_step / max(time.perf_counter() - t_last, 1e-9)
+        return {"step": self.step, "train/loss": train_loss, "train/lr": lr,
+                "train/grad_norm": float(grad_norm), "train/tokens_per_s": tps}, stop_any
+
+    def _evaluate_and_save(self) -> dict:
+        metrics = self.evaluate()
+        self._log({"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}})
+        self._call("on_evaluate", metrics)
+        improved = metrics["loss"] < self.best_val
+        if improved:
+            self.best_val, self.bad_evals = metrics["loss"], 0
+        else:
+            self.bad_evals += 1
+        self.save("latest")
+        if improved:
+            self.save("best")
         return metrics
