@@ -20,8 +20,8 @@ from fractions import Fraction
 import numpy as np
 
 from . import atomic
-from .encoding import EncodingConfig, Tokenizer
 from .assets import resolve_sources
+from .encoding import EncodingConfig, Tokenizer
 from .errors import MidiError
 from .midi import DRUMS, Score, find_midi_files, read_midi
 

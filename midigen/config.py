@@ -38,7 +38,7 @@ def opt(default: Any = MISSING, help: str = "", *, choices=None, **metadata) -> 
     return field(default=default, metadata=meta)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def type_hints(cls) -> dict:
     """The resolved type of every field of ``cls`` (annotations may be strings)."""
     return typing.get_type_hints(cls)

@@ -115,7 +115,7 @@ class Score:
         tempos=((0, 120.0),),
         time_signatures=((0, 4, 4),),
         path: str | None = None,
-    ) -> "Score":
+    ) -> Score:
         """Build a score from note lists (scalars broadcast), sorting the notes."""
         pitch = np.asarray(pitch, np.int16)
         n = len(pitch)
@@ -138,7 +138,7 @@ class Score:
             path=path,
         ).sorted()
 
-    def sorted(self) -> "Score":
+    def sorted(self) -> Score:
         """The same score with notes ordered by (start, instrument, pitch, end)."""
         order = np.lexsort((self.end, self.pitch, self.instrument, self.start))
         if np.all(order[1:] > order[:-1]):
@@ -148,13 +148,13 @@ class Score:
             setattr(out, name, getattr(self, name)[order])
         return out
 
-    def copy(self) -> "Score":
+    def copy(self) -> Score:
         kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
         return Score(**kw)
 
     # ----------------------------------------------------------------- I/O
     @classmethod
-    def from_file(cls, path, *, require_notes: bool = True) -> "Score":
+    def from_file(cls, path, *, require_notes: bool = True) -> Score:
         return read_midi(path, require_notes=require_notes)
 
     def to_file(self, path) -> Path:
@@ -164,7 +164,7 @@ class Score:
         return _to_symusic(self).dumps_midi()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, path=None, require_notes: bool = True) -> "Score":
+    def from_bytes(cls, data: bytes, *, path=None, require_notes: bool = True) -> Score:
         return _parse(data, path, require_notes)
 
     def to_pretty_midi(self):
@@ -174,7 +174,7 @@ class Score:
         return pretty_midi.PrettyMIDI(io.BytesIO(self.to_bytes()))
 
     @classmethod
-    def from_pretty_midi(cls, pm, *, require_notes: bool = True) -> "Score":
+    def from_pretty_midi(cls, pm, *, require_notes: bool = True) -> Score:
         buf = io.BytesIO()
         pm.write(buf)
         return _parse(buf.getvalue(), None, require_notes)
@@ -188,7 +188,7 @@ class Score:
         return m21midi.translate.midiFileToStream(mf)
 
     @classmethod
-    def from_music21(cls, stream, *, require_notes: bool = True) -> "Score":
+    def from_music21(cls, stream, *, require_notes: bool = True) -> Score:
         from music21 import midi as m21midi
 
         mf = m21midi.translate.streamToMidiFile(stream)

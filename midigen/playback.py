@@ -19,15 +19,15 @@ from __future__ import annotations
 import html
 import io
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from . import atomic
+from .encoding.tokenizer import as_score
 from .errors import PlaybackError
 from .instruments import instrument_name  # noqa: F401  (midigen.playback.instrument_name, as before)
-from .encoding.tokenizer import as_score
 from .midi import Score
 from .notation import find_musescore, show_score  # noqa: F401  (the historical home of show_score)
 
@@ -245,7 +245,7 @@ def _clock(t: float) -> str:
     return f"{t // 60}:{t % 60:02d}"
 
 
-@lru_cache(maxsize=None)  # one class (IPython imported on first use), so isinstance works
+@cache  # one class (IPython imported on first use), so isinstance works
 def _player_class():
     from IPython.display import Audio
 

@@ -58,7 +58,7 @@ class EncodingConfig(JSONConfig):
             raise ValueError("need 0 < min_tempo < max_tempo")
 
     @classmethod
-    def blog(cls, **overrides) -> "EncodingConfig":
+    def blog(cls, **overrides) -> EncodingConfig:
         """The blog's scheme exactly: one instrument-free stream of notes, no tempo tokens.
 
         Drum notes have no pitch in this scheme, so they are dropped (and counted).
@@ -93,7 +93,7 @@ class EncodingConfig(JSONConfig):
         return {"version": ENCODING_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EncodingConfig":
+    def from_dict(cls, d: dict) -> EncodingConfig:
         d = dict(d)
         version = d.pop("version", ENCODING_VERSION)
         if version != ENCODING_VERSION:
@@ -103,7 +103,7 @@ class EncodingConfig(JSONConfig):
             )
         return super().from_dict(d)
 
-    def diff(self, other: "EncodingConfig") -> dict:
+    def diff(self, other: EncodingConfig) -> dict:
         """Fields whose values differ: ``{name: (self_value, other_value)}``."""
         a, b = asdict(self), asdict(other)
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

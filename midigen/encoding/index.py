@@ -43,9 +43,9 @@ class Tokens:
     ids: np.ndarray
     steps: np.ndarray
     stats: dict = field(default_factory=dict)
-    tokenizer: "Tokenizer | None" = field(default=None, repr=False, compare=False)
+    tokenizer: Tokenizer | None = field(default=None, repr=False, compare=False)
 
-    def to_score(self, tokenizer: "Tokenizer | None" = None):
+    def to_score(self, tokenizer: Tokenizer | None = None):
         """Decode to a `midigen.Score` with ``tokenizer``, else the one that made these tokens."""
         tok = tokenizer or self.tokenizer
         if tok is None:
@@ -57,7 +57,7 @@ class Tokens:
         return len(self.ids)
 
 
-def encode_position(pos: PositionScore, tokenizer: "Tokenizer") -> Tokens:
+def encode_position(pos: PositionScore, tokenizer: Tokenizer) -> Tokens:
     """A position score to base ids (the teaching path; `encode_notes` is the production one)."""
     vocab = tokenizer.table
     cfg = vocab.config
@@ -101,7 +101,7 @@ def encode_position(pos: PositionScore, tokenizer: "Tokenizer") -> Tokens:
     return Tokens(ids.astype(tokenizer.dtype), steps.astype(np.int32), dict(pos.stats))
 
 
-def encode_notes(notes: SortedNotes, tokenizer: "Tokenizer") -> Tokens:
+def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
     """The production path: sorted, de-duplicated notes straight to base ids, no rows in between.
 
     Gives exactly ``encode_position(layout(notes))`` (the tests hold it to that); it exists
@@ -172,7 +172,7 @@ def encode_notes(notes: SortedNotes, tokenizer: "Tokenizer") -> Tokens:
     return Tokens(ids.astype(tokenizer.dtype), tsteps.astype(np.int32), stats)
 
 
-def steps_of(ids, tokenizer: "Tokenizer", starts=None) -> np.ndarray:
+def steps_of(ids, tokenizer: Tokenizer, starts=None) -> np.ndarray:
     """The time step of every token (`Tokens.steps`), recomputed from base ids alone.
 
     Time moves only after a gap (``<sep> dN``: the next token is N steps later), so a token's step
@@ -211,7 +211,7 @@ def steps_of(ids, tokenizer: "Tokenizer", starts=None) -> np.ndarray:
     return np.cumsum(inc[:n], dtype=np.int32)
 
 
-def decode_position(ids, tokenizer: "Tokenizer", strict: bool = False) -> PositionScore:
+def decode_position(ids, tokenizer: Tokenizer, strict: bool = False) -> PositionScore:
     """Token ids (base or merged) back to a position score.
 
     Reading stops at the first ``<eos>``. With ``strict=True`` any break of the grammar raises
@@ -265,7 +265,7 @@ def decode_position(ids, tokenizer: "Tokenizer", strict: bool = False) -> Positi
     return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
 
 
-def _check_grammar(ids, tokenizer: "Tokenizer") -> None:
+def _check_grammar(ids, tokenizer: Tokenizer) -> None:
     if len(ids) == 0:
         raise DecodeError("empty token sequence (expected <sos> ...)")
     grammar = tokenizer.grammar

@@ -58,11 +58,11 @@ class PositionScore:
 
     # ---------------------------------------------------------------- encode
     @classmethod
-    def from_score(cls, score: Score, config: EncodingConfig) -> "PositionScore":
+    def from_score(cls, score: Score, config: EncodingConfig) -> PositionScore:
         return cls.from_quantised(quantise(score, config))
 
     @classmethod
-    def from_quantised(cls, q: QuantisedScore) -> "PositionScore":
+    def from_quantised(cls, q: QuantisedScore) -> PositionScore:
         """Sort notes by (step, instrument, pitch), merge duplicates (longest wins), lay out rows."""
         return layout(sorted_notes(q))
 

@@ -58,7 +58,7 @@ def _as_score(score) -> Score:
     raise TypeError(f"expected a Score or a path to a MIDI file, got {type(score).__name__}")
 
 
-def as_score(music, tokenizer: "Tokenizer | None" = None) -> Score:
+def as_score(music, tokenizer: Tokenizer | None = None) -> Score:
     """A `Score` from what people hold: a `Score`, a MIDI file's path, or `Tokens` / token ids.
 
     Tokens decode with ``tokenizer`` if given, else with the tokenizer they carry (`Tokens.tokenizer`:
@@ -219,7 +219,7 @@ class Tokenizer:
         return decode_position(ids, self, strict=strict).to_score()
 
     # ------------------------------------------------------------ BPE
-    def train_bpe(self, pieces, vocab_size: int, min_frequency: int = 2) -> "Tokenizer":
+    def train_bpe(self, pieces, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
         """A NEW tokenizer with action-aware merges learnt from ``pieces`` (base `Tokens` or
         (ids, steps) pairs), up to ``vocab_size`` ids; this one is left as it is."""
         if self.has_merges:
@@ -227,7 +227,7 @@ class Tokenizer:
         merged, merges = bpe.train(pieces, self.table, vocab_size, min_frequency)
         return Tokenizer(self.config, merged, merges)
 
-    def without_merges(self) -> "Tokenizer":
+    def without_merges(self) -> Tokenizer:
         """The base tokenizer of the same config (itself if it has no merges)."""
         return Tokenizer(self.config) if self.has_merges else self
 
@@ -262,7 +262,7 @@ class Tokenizer:
         return atomic.write_json(p, self.to_dict(), indent=None)
 
     @classmethod
-    def from_dict(cls, d: dict, expected: EncodingConfig | None = None, where: str = "tokenizer") -> "Tokenizer":
+    def from_dict(cls, d: dict, expected: EncodingConfig | None = None, where: str = "tokenizer") -> Tokenizer:
         """A tokenizer from its JSON (also the legacy ``midigen.vocab`` and ``midigen.bpe`` ones)."""
         fmt = d.get("format") if isinstance(d, dict) else None
         if fmt == LEGACY_VOCAB_FORMAT:
@@ -285,7 +285,7 @@ class Tokenizer:
         return cls._checked(d["encoding"], d["tokens"], d["merges"], expected, where)
 
     @classmethod
-    def _checked(cls, encoding, tokens, merges, expected, where) -> "Tokenizer":
+    def _checked(cls, encoding, tokens, merges, expected, where) -> Tokenizer:
         try:
             cfg = EncodingConfig.from_dict(encoding)
         except (KeyError, TypeError, ValueError) as exc:
@@ -308,7 +308,7 @@ class Tokenizer:
         return tok
 
     @classmethod
-    def load(cls, path, expected: EncodingConfig | None = None) -> "Tokenizer":
+    def load(cls, path, expected: EncodingConfig | None = None) -> Tokenizer:
         """Read a tokenizer: a folder (a prepared corpus, a checkpoint) or the JSON file itself.
 
         A folder of the old layout (``vocab.json``, and a ``midigen.bpe`` ``tokenizer.json`` for

@@ -93,7 +93,7 @@ class GPTConfig(JSONConfig):
         return self.xl_memory > 0 or bool(self.knn_layers)
 
     @classmethod
-    def for_model(cls, name: str, **kw) -> "GPTConfig":
+    def for_model(cls, name: str, **kw) -> GPTConfig:
         """Config of a named model: "gpt" (no memory), or "xl", "knn", "xl+knn" (rotary positions;
         by default ``xl_memory`` = block_size and ``knn_layers`` = the last layer). Also reads the
         config dicts of checkpoints saved before the memory models were folded into `GPT`."""

@@ -32,7 +32,7 @@ class Memory:
     costs more than the search's arithmetic on a CPU).
     """
 
-    def __init__(self, config: "GPTConfig", batch_size: int, device=None, dtype=torch.float32):
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32):
         c = config
         hs = c.n_embd // c.n_head
         B, H = batch_size, c.n_head
