@@ -1,5 +1,6 @@
 """Corpora: folders of MIDI files -> prepared token files (prepare.py, over pool, worker, cache,
-collect, splits and assemble), read back (corpus.py), and fed to a model in batches (batching.py).
+collect, splits and assemble), read back (corpus.py), and fed to a model in batches (batching.py: the
+three strategies, over gather.py: plans and gathering).
 
 Imports are lazy, so `prepare`'s worker processes start without loading torch.
 """
