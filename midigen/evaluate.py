@@ -6,7 +6,9 @@ The metrics themselves (likelihood, music statistics, overlap and KL) live in `m
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,7 +28,8 @@ class EvaluateConfig(JSONConfig):
     progress: bool = opt(True, "show progress bars")
 
 
-def evaluate(checkpoint, data, split: str | None = None, config: EvaluateConfig | None = None, **overrides) -> dict:
+def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
+             config: EvaluateConfig | None = None, **overrides: object) -> dict:
     """Likelihood on a split plus statistics of ``samples`` generated pieces against the split's.
 
     ``config``: an `EvaluateConfig`; ``split`` and keyword arguments set its fields, e.g.
@@ -79,9 +82,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict, path) -> None:
-    from pathlib import Path
-
+def write_json(result: dict, path: str | os.PathLike) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(result, indent=1))

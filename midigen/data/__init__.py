@@ -8,7 +8,7 @@ Imports are lazy, so `prepare`'s worker processes start without loading torch.
 __all__ = ["Contiguous", "PerSong", "PrepareConfig", "PreparedCorpus", "RandomWindows", "make_batches", "prepare"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in ("Contiguous", "PerSong", "RandomWindows", "make_batches"):
         from . import batching
 

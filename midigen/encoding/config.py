@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import JSONConfig, opt
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 #: Bump when the token layout changes in a way that makes old token files undecodable.
 ENCODING_VERSION = 1
@@ -81,7 +85,7 @@ class EncodingConfig(JSONConfig):
         values.flags.writeable = False
         return values
 
-    def tempo_bin(self, qpm) -> np.ndarray:
+    def tempo_bin(self, qpm: ArrayLike) -> np.ndarray:
         """Index of the nearest tempo token (on a log scale) for each qpm value."""
         values = self._tempo_values
         q = np.clip(np.asarray(qpm, np.float64), values[0], values[-1])

@@ -7,13 +7,18 @@ retrieved memory slots, their cosine scores and the gate; `attention_maps` is on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from .gpt import GPT
+
 
 @contextmanager
-def recording(model):
+def recording(model: GPT) -> Iterator[list[list[dict]]]:
     """Record what every layer attends to during the forward passes inside the ``with`` block.
 
     Yields ``records``: ``records[layer]`` gets one dict per forward pass, with
@@ -31,7 +36,7 @@ def recording(model):
     """
     attns = [block.attn for block in model.blocks]
     records = [[] for _ in attns]
-    for attn, r in zip(attns, records):
+    for attn, r in zip(attns, records, strict=True):
         attn.record = r
     try:
         yield records
@@ -41,7 +46,8 @@ def recording(model):
 
 
 @torch.no_grad()
-def attention_maps(model, ids: torch.Tensor, steps: torch.Tensor | None = None, **forward_kw) -> torch.Tensor:
+def attention_maps(model: GPT, ids: torch.Tensor, steps: torch.Tensor | None = None,
+                   **forward_kw: object) -> torch.Tensor:
     """Attention weights (B, n_layer, n_head, T, keys) of one forward pass of ``ids`` (B, T).
 
     ``weights[b, l, h, i, j]`` is how much query i of row b, in head h of layer l, attends to key
