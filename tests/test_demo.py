@@ -90,7 +90,8 @@ def test_bundled_assets_load_from_any_working_directory(tmp_path):
 
 
 def test_unknown_bundled_names_say_what_is_bundled():
-    from midigen.assets import asset_path, pretrained
+    from midigen.assets import asset_path
+    from midigen.checkpoint import pretrained
 
     with pytest.raises(FileNotFoundError, match="bach-gpt"):
         asset_path("mozart")
