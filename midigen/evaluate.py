@@ -9,12 +9,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .config import JSONConfig, opt
-from .metrics import compare, likelihood, music_statistics
+from .metrics import Grid, compare, likelihood, music_statistics
+
+if TYPE_CHECKING:
+    from .midi import Score
 
 
 @dataclass
@@ -80,6 +83,20 @@ def format_table(result: dict) -> str:
         for k, v in result["statistics"].items():
             lines.append(f"{k:<22} {v['generated']:>10.3f} {v['data']:>10.3f} {v['overlap']:>8.3f} {v['kl']:>8.3f}")
     return "\n".join(lines)
+
+
+def sounding_per_step(score: Score, steps_per_beat: int = 4) -> np.ndarray:
+    """How many pitches sound at each step of the grid, from the first step to the last note's end.
+
+    `music_statistics` keeps only its summary: ``polyphony`` is its mean over the steps where
+    anything sounds, ``polyphony_rate`` the share of those steps with two pitches or more.
+    """
+    g = Grid.from_score(score, steps_per_beat)
+    end = g.onset + g.duration
+    delta = np.zeros(int(end.max(initial=0)) + 1, np.int64)
+    np.add.at(delta, g.onset, 1)
+    np.add.at(delta, end, -1)
+    return np.cumsum(delta)[:-1]
 
 
 def write_json(result: dict, path: str | os.PathLike) -> None:

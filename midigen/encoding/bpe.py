@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import VocabError
+from .grammar import C_GAP_DUR, contexts
 from .index import Tokens
 from .vocab import K_EOS, K_PAD, K_SOS, Vocab
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, DTypeLike
     from tokenizers import Tokenizer as HFTokenizer
+
+    from .tokenizer import Tokenizer
 
 CHAR_BASE = 0x4E00  # CJK block: ~20k printable characters, no whitespace among them
 LEGACY_FORMAT = "midigen.bpe"  # the BPE file of midigen before `Tokenizer` (read, never written)
@@ -128,3 +131,29 @@ def read_legacy(d: dict, where: str) -> tuple[dict, list, list]:
     except (KeyError, TypeError, ValueError) as exc:
         raise VocabError(f"{where}: malformed BPE tokenizer ({exc}); re-run `midigen prepare`") from None
     return vocab, merged, merges
+
+
+def straddling(tokenizer: Tokenizer, ids: ArrayLike, base_steps: ArrayLike) -> np.ndarray:
+    """Which tokens of ``ids`` cover base tokens of more than one time step (a bool per token),
+    given the time step of every base token they stand for (``base_steps``). Action-aware merges
+    never straddle; merges learnt blind to time do."""
+    ids = np.asarray(ids, np.int64)
+    if len(ids) == 0:
+        return np.zeros(0, bool)
+    lengths = tokenizer.lengths[ids]
+    starts = np.cumsum(lengths) - lengths
+    steps = np.asarray(base_steps)
+    return np.maximum.reduceat(steps, starts) != np.minimum.reduceat(steps, starts)
+
+
+def crossing_steps(tokenizer: Tokenizer, ids: ArrayLike) -> np.ndarray:
+    """Positions of the tokens of ``ids`` inside which time moves on: a gap's duration that is not
+    the last base token of its merged token. From the ids alone (no time steps needed): e.g. a
+    sampled token that begins with a duration right after a bare ``<sep>``, where the corpus only
+    had it as a note's duration."""
+    ids = np.asarray(ids, np.int64)
+    lengths = tokenizer.lengths[ids]
+    gap_end = contexts(tokenizer.table.kind[tokenizer.to_base(ids)]) == C_GAP_DUR  # time moves on after these
+    gap_end[np.cumsum(lengths) - 1] = False  # ... not counting those that end a token
+    owner = np.repeat(np.arange(len(ids)), lengths)  # the token each base token belongs to
+    return np.unique(owner[gap_end])
