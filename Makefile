@@ -1,7 +1,9 @@
 # midigen: `make test` and `make demo` do all set-up on a fresh machine.
 #
 #   make setup   virtual environment in .venv, PyTorch, midigen with its test extras, FluidSynth
-#   make test    set-up, then the whole test suite (notebooks included, in quick mode)
+#   make test    set-up, then the lint (ruff, the import-linter contracts), then the whole test suite
+#                (notebooks included, in quick mode)
+#   make lint    set-up, then only the lint
 #   make demo    set-up, then the demo: out/demo.mid, out/demo.wav, out/demo.png, evaluation table
 #   make bench   set-up, then the encoding benchmark (see benchmarks/README.md for the others)
 #
@@ -15,7 +17,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.midigen-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench demo fluidsynth clean
+.PHONY: setup test lint bench demo fluidsynth clean
 
 setup: $(STAMP) fluidsynth
 
@@ -40,7 +42,13 @@ fluidsynth:
 		echo "      Debian/Ubuntu: sudo apt-get install libfluidsynth3   macOS: brew install fluid-synth"; \
 	fi
 
-test: setup
+# ruff (pyproject.toml [tool.ruff]) and the one-way rule between modules (pyproject.toml
+# [tool.importlinter], docs/architecture.md); either failing stops `make test` (and CI) before pytest.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: setup

@@ -382,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    import tokenizers
     from importlib.metadata import version
+
+    import tokenizers
 
     if args.compare_size not in args.sizes:
         args.sizes = sorted(set(args.sizes) | {args.compare_size})

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 from midigen.checkpoint import load_model  # noqa: E402
 from midigen.data import PreparedCorpus  # noqa: E402
 from midigen.data.prepare import prepare  # noqa: E402
-from midigen.metrics import likelihood  # noqa: E402
 from midigen.generate import generate  # noqa: E402
+from midigen.metrics import likelihood  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
 
 

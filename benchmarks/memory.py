@@ -129,8 +129,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _tables import print_table, ratio  # noqa: E402
 from midigen import Tokenizer  # noqa: E402
-from midigen.model.gpt import GPT, GPTConfig  # noqa: E402
-from midigen.model.gpt import CausalSelfAttention  # noqa: E402
+from midigen.model.gpt import GPT, CausalSelfAttention, GPTConfig  # noqa: E402
 
 try:
     import x_transformers

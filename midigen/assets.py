@@ -11,13 +11,15 @@ so a wheel install carries them and no working directory is special::
 
 Where a path is expected, these names stand for the assets when no file or folder of that name
 exists: ``midigen prepare bach ...``, ``midigen generate --checkpoint bach-gpt ...``,
-``load_model("bach")`` (`midigen.checkpoint.pretrained` loads a bundled model by name). This module
-imports nothing of midigen: the lowest floors (prepare, check) use `resolve_sources`.
+``midigen.load_model("bach")``. This module only finds paths and imports nothing of midigen, so
+every layer may use it (prepare uses `resolve_sources`, checkpoint.py `model_path`); loading a
+bundled model is `midigen.checkpoint.load_model` / `pretrained`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -36,7 +38,7 @@ def asset_path(name: str) -> Path:
     return folder
 
 
-def model_path(name_or_path) -> Path:
+def model_path(name_or_path: str | os.PathLike) -> Path:
     """A checkpoint's folder: the path itself where it exists, else the bundled model of that name."""
     p = Path(name_or_path)
     if not p.exists() and str(name_or_path) in MODELS:
@@ -44,7 +46,7 @@ def model_path(name_or_path) -> Path:
     return p
 
 
-def resolve_sources(paths) -> list[str]:
+def resolve_sources(paths: Iterable[str | os.PathLike]) -> list[str]:
     """MIDI files and folders as given, a bundled corpus's name (``"bach"``) as its folder.
 
     Raises FileNotFoundError naming every path that is neither a file, a folder nor a bundled corpus.
@@ -60,4 +62,3 @@ def resolve_sources(paths) -> list[str]:
     if missing:  # (a typo in a folder name would otherwise pass unnoticed, or make an empty corpus)
         raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
     return out
-

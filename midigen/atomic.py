@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     The caller writes the temporary file however it likes (``open``, a library's ``write``);
@@ -31,20 +31,20 @@ def atomic_path(path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes(path, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text(path, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
 
 
-def write_json(path, obj, indent: int | None = 1) -> Path:
+def write_json(path: str | os.PathLike, obj: object, indent: int | None = 1) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically."""
     return write_text(path, json.dumps(obj, indent=indent))

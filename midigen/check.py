@@ -14,14 +14,16 @@ quarter note and the time signatures (decoded scores are 4/4).
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from . import atomic
-from .encoding import EncodingConfig, Tokenizer
 from .assets import resolve_sources
+from .encoding import EncodingConfig, Tokenizer
 from .errors import MidiError
 from .midi import DRUMS, Score, find_midi_files, read_midi
 
@@ -33,7 +35,7 @@ def reference_notes(score: Score, config: EncodingConfig) -> dict:
     notes: dict = {}
     for prog, drum, pitch, start, end in zip(
         score.program.tolist(), score.is_drum.tolist(), score.pitch.tolist(),
-        score.start.tolist(), score.end.tolist(),
+        score.start.tolist(), score.end.tolist(), strict=True,
     ):
         inst = (DRUMS if drum else prog) if config.instruments else 0
         onset = math.floor(Fraction(start * spb, tpq) + half)
@@ -49,7 +51,7 @@ def decoded_notes(score: Score, config: EncodingConfig) -> dict:
     spb, tpq = config.steps_per_beat, score.ticks_per_quarter
     out = {}
     for inst, pitch, start, end in zip(
-        score.instrument.tolist(), score.pitch.tolist(), score.start.tolist(), score.end.tolist()
+        score.instrument.tolist(), score.pitch.tolist(), score.start.tolist(), score.end.tolist(), strict=True
     ):
         onset = Fraction(start * spb, tpq)
         out[(inst, pitch, int(onset))] = int(Fraction(end * spb, tpq) - onset)
@@ -79,7 +81,8 @@ def _tempo_by_note(score: Score, config: EncodingConfig) -> dict:
     i = np.searchsorted(_steps(score.tempo_ticks, tpq, spb), onset, side="right") - 1
     qpm = np.where(i >= 0, score.tempo_qpm[np.maximum(i, 0)] if len(score.tempo_qpm) else 120.0, 120.0)
     inst = score.instrument if config.instruments else np.zeros(len(score), np.int16)
-    return dict(zip(zip(inst.tolist(), score.pitch.tolist(), onset.tolist()), qpm.tolist()))
+    keys = zip(inst.tolist(), score.pitch.tolist(), onset.tolist(), strict=True)
+    return dict(zip(keys, qpm.tolist(), strict=True))
 
 
 def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dict:
@@ -88,8 +91,8 @@ def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dic
     ``tempo_error_qpm``/``tempo_error_pct``: the largest difference, over the notes found in both,
     between the tempo a note is played at before and after, both on the step grid (so this is the
     tempo's value: tempo tokens are bins 2**(1/12) apart by default, up to ~2.9% off, and clipped
-    to [min_tempo, max_tempo]; where notes moved, note F1 says so); ``velocity_min``/``velocity_max`` of the original, and
-    ``dynamics_flattened`` when its notes had more than one velocity (decoded notes all get
+    to [min_tempo, max_tempo]; where notes moved, note F1 says so); ``velocity_min``/``velocity_max``
+    of the original, and ``dynamics_flattened`` when its notes had more than one velocity (decoded notes all get
     ``config.velocity``); ticks per quarter before and after; ``time_signatures_lost`` when the
     original had a time signature other than 4/4 (decoded scores are 4/4).
     """
@@ -97,7 +100,7 @@ def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dic
     pairs = np.array([(before[k], q) for k, q in after.items() if k in before], np.float64).reshape(-1, 2)
     err = np.abs(pairs[:, 1] - pairs[:, 0])
     vel = score.velocity
-    ts = set(zip(score.ts_numerator.tolist(), score.ts_denominator.tolist()))
+    ts = set(zip(score.ts_numerator.tolist(), score.ts_denominator.tolist(), strict=True))
     return {
         "tempo_error_qpm": round(float(err.max(initial=0.0)), 3),
         "tempo_error_pct": round(float((100 * err / pairs[:, 0]).max(initial=0.0)), 3),
@@ -122,7 +125,7 @@ class FileResult:
     changes: dict = field(default_factory=dict)  # `round_trip_changes`
 
 
-def check_file(path, tokenizer: Tokenizer) -> FileResult:
+def check_file(path: str | os.PathLike, tokenizer: Tokenizer) -> FileResult:
     try:
         score = read_midi(path)
         toks = tokenizer.encode(score)
@@ -137,7 +140,7 @@ def check_file(path, tokenizer: Tokenizer) -> FileResult:
     return FileResult(str(path), len(ref), len(toks), p, r, f, None, toks.stats, changes)
 
 
-def check(paths, config: EncodingConfig | None = None, progress: bool = True) -> dict:
+def check(paths: Iterable[str | os.PathLike], config: EncodingConfig | None = None, progress: bool = True) -> dict:
     """Round-trip every MIDI file under ``paths``; returns the report as a dict.
 
     ``paths``: files and folders (searched recursively), or ``"bach"`` for the bundled chorales;
@@ -231,5 +234,5 @@ def format_report(report: dict, width: int = 60, verbose: bool = True) -> str:
     return "\n\n".join([*parts, format_summary(report)])
 
 
-def write_json(report: dict, path) -> None:
+def write_json(report: dict, path: str | os.PathLike) -> None:
     atomic.write_json(path, report)

@@ -23,12 +23,16 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .assets import MODELS, model_path
+from .assets import ASSETS, MODELS, model_path
 from .encoding import Tokenizer
 from .errors import CheckpointError, VocabError
+
+if TYPE_CHECKING:
+    from .model import GPT, Memory
 
 CHECKPOINT_FORMAT = "midigen.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -80,7 +84,8 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path, model, tokenizer: Tokenizer, config: dict, optimizer=None, trainer_state: dict | None = None,
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, tokenizer: Tokenizer, config: dict,
+                    optimizer: torch.optim.Optimizer | None = None, trainer_state: dict | None = None,
                     extra_tensors: dict | None = None) -> Path:
     """Write a checkpoint folder atomically. ``config`` holds the model name and configs;
     ``extra_tensors`` (e.g. a memory model's memories mid-run) go to ``state.safetensors``."""
@@ -120,7 +125,7 @@ def save_checkpoint(path, model, tokenizer: Tokenizer, config: dict, optimizer=N
     return path
 
 
-def resolve(path) -> Path:
+def resolve(path: str | os.PathLike) -> Path:
     """A checkpoint folder from a run folder (its ``best``, else ``latest``), the folder itself,
     or the name of a bundled model (``"bach-gpt"``, alias ``"bach"``: `midigen.assets`)."""
     p = model_path(path)
@@ -138,7 +143,7 @@ def resolve(path) -> Path:
     raise CheckpointError(f"{p}: no checkpoint here (expected config.json, or best/ or latest/ inside a run folder)")
 
 
-def read_checkpoint(path, verify: bool = True):
+def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[Path, dict, Tokenizer]:
     """Check a checkpoint folder's files; returns (folder, config, tokenizer)."""
     p = resolve(path)
     sums_path = p / "checksums.json"
@@ -168,7 +173,7 @@ def read_checkpoint(path, verify: bool = True):
     return p, meta, tokenizer
 
 
-def upgrade_checkpoint(path) -> Path:
+def upgrade_checkpoint(path: str | os.PathLike) -> Path:
     """Rewrite a checkpoint of the old layout (``vocab.json``, maybe a ``midigen.bpe``
     ``tokenizer.json``) in place into the current one (one ``tokenizer.json``); the weights and
     config are untouched. Every file is checked first; returns the folder."""
@@ -185,7 +190,7 @@ def upgrade_checkpoint(path) -> Path:
     return p
 
 
-def build_model(name: str, model_config: dict):
+def build_model(name: str, model_config: dict) -> GPT:
     from .model import build_model as build
 
     try:
@@ -194,7 +199,7 @@ def build_model(name: str, model_config: dict):
         raise CheckpointError(str(exc)) from None
 
 
-def load_model(path, device="cpu"):
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:
     """Load a checkpoint for inference: ``(model, tokenizer, meta)``, the model in eval mode.
 
     ``path``: a checkpoint or run folder, or a bundled model's name (``load_model("bach")``).
@@ -207,7 +212,8 @@ def load_model(path, device="cpu"):
     p, meta, tokenizer = read_checkpoint(path)
     model = build_model(meta["model"], meta["model_config"])
     if model.config.vocab_size != len(tokenizer):
-        raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has {len(tokenizer)}")
+        raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has "
+                              f"{len(tokenizer)}")
     try:
         st_load_model(model, str(p / "model.safetensors"), device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
@@ -215,7 +221,16 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), tokenizer, meta
 
 
-def load_training_state(path, model, optimizer, memory=None) -> dict:
+def pretrained(name: str = "bach", device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:
+    """Load a bundled model by name (``"bach-gpt"``, alias ``"bach"``): ``(model, tokenizer, meta)``
+    as `load_model`, which also takes the names (a file or folder of that name, if any, wins)."""
+    if name not in MODELS:
+        raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
+    return load_model(ASSETS / MODELS[name], device=device)
+
+
+def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        memory: Memory | None = None) -> dict:
     """Restore model, optimizer (and a memory model's memories) in place; returns trainer_state."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -235,10 +250,3 @@ def load_training_state(path, model, optimizer, memory=None) -> dict:
     if memory is not None and (p / "state.safetensors").is_file():
         memory.load_tensors(load_file(str(p / "state.safetensors"), device=str(device)))
     return state
-
-
-def pretrained(name: str = "bach", device="cpu"):
-    """Load a bundled model by name (``"bach"`` or ``"bach-gpt"``): ``(model, tokenizer, meta)``."""
-    if name not in MODELS:
-        raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
-    return load_model(model_path(name), device=device)

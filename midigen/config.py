@@ -20,14 +20,16 @@ from __future__ import annotations
 import functools
 import json
 import numbers
+import os
 import types
 import typing
-from dataclasses import MISSING, asdict, field, fields
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, Field, asdict, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 
-def opt(default: Any = MISSING, help: str = "", *, choices=None, **metadata) -> Any:
+def opt(default: Any = MISSING, help: str = "", *, choices: Iterable | None = None, **metadata: Any) -> Any:
     """A dataclass field with its help text (and optional choices) for the command line."""
     meta = {"help": help, **metadata}
     if choices is not None:
@@ -38,13 +40,13 @@ def opt(default: Any = MISSING, help: str = "", *, choices=None, **metadata) -> 
     return field(default=default, metadata=meta)
 
 
-@functools.lru_cache(maxsize=None)
-def type_hints(cls) -> dict:
+@functools.cache
+def type_hints(cls: type) -> dict:
     """The resolved type of every field of ``cls`` (annotations may be strings)."""
     return typing.get_type_hints(cls)
 
 
-def unwrap_optional(hint) -> tuple[Any, bool]:
+def unwrap_optional(hint: Any) -> tuple[Any, bool]:
     """``X | None`` -> ``(X, True)``; anything else -> ``(hint, False)``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -53,7 +55,7 @@ def unwrap_optional(hint) -> tuple[Any, bool]:
     return hint, False
 
 
-def choices_of(cls, f) -> tuple | None:
+def choices_of(cls: type, f: Field) -> tuple | None:
     """The values a field may take (from ``metadata["choices"]`` or a ``Literal`` type), or None."""
     if "choices" in f.metadata:
         return tuple(f.metadata["choices"])
@@ -63,34 +65,44 @@ def choices_of(cls, f) -> tuple | None:
     return None
 
 
-def conform(cls, name: str, value, hint=None):
+def _number(kind: type) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, kind) and not isinstance(v, bool)
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+#: How a JSON value is checked, and converted, for a field of each type (by the type or its origin:
+#: ``Literal[...]`` fields take strings, ``tuple[...]`` fields lists).
+_READERS: dict[Any, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
+    bool: (lambda v: isinstance(v, bool), _same),
+    int: (_number(numbers.Integral), int),
+    float: (_number(numbers.Real), _same),
+    str: (lambda v: isinstance(v, str), _same),
+    Literal: (lambda v: isinstance(v, str), _same),
+    tuple: (lambda v: isinstance(v, (list, tuple)), tuple),
+}
+
+
+def conform(cls: type, name: str, value: Any, hint: Any = None) -> Any:
     """``value`` read from JSON as the type of field ``name`` (lists become tuples), or a ValueError."""
     hint = type_hints(cls)[name] if hint is None else hint
     inner, optional = unwrap_optional(hint)
     if value is None:
         if optional or hint is Any:
             return None
-    elif inner is bool:
-        if isinstance(value, bool):
+    else:
+        reader = _READERS.get(typing.get_origin(inner) or inner)
+        if reader is None:  # a type this check does not know: the constructor decides
             return value
-    elif inner is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-    elif inner is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return value
-    elif inner is str or typing.get_origin(inner) is Literal:
-        if isinstance(value, str):
-            return value
-    elif inner is tuple or typing.get_origin(inner) is tuple:
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-    else:  # a type this check does not know: the constructor decides
-        return value
+        check, convert = reader
+        if check(value):
+            return convert(value)
     raise ValueError(f"{cls.__name__}.{name}: expected {_type_name(hint)}, got {value!r}")
 
 
-def _type_name(hint) -> str:
+def _type_name(hint: Any) -> str:
     inner, optional = unwrap_optional(hint)
     if typing.get_origin(inner) is Literal:
         name = " | ".join(map(repr, typing.get_args(inner)))
@@ -99,6 +111,9 @@ def _type_name(hint) -> str:
     else:
         name = getattr(inner, "__name__", str(inner))
     return f"{name} or null" if optional else name
+
+
+C = TypeVar("C", bound="JSONConfig")  # (a config class's methods return its own type)
 
 
 class JSONConfig:
@@ -120,7 +135,7 @@ class JSONConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict):
+    def from_dict(cls: type[C], d: dict) -> C:
         if not isinstance(d, dict):
             raise ValueError(f"{cls.__name__}: expected a JSON object, got {d!r}")
         hints = type_hints(cls)
@@ -131,7 +146,7 @@ class JSONConfig:
                              f"{', '.join(map(repr, unknown))} (known: {', '.join(names)})")
         return cls(**{k: conform(cls, k, v, hints[k]) for k, v in d.items()})
 
-    def replace(self, **changes):
+    def replace(self: C, **changes: Any) -> C:
         """A copy with some fields changed (checked as ``from_dict`` checks them)."""
         return type(self).from_dict({**self.to_dict(), **changes})
 
@@ -139,14 +154,14 @@ class JSONConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str):
+    def from_json(cls: type[C], text: str) -> C:
         return cls.from_dict(json.loads(text))
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         from .atomic import write_text
 
         write_text(path, self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path):
+    def load(cls: type[C], path: str | os.PathLike) -> C:
         return cls.from_json(Path(path).read_text())

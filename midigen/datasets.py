@@ -29,7 +29,7 @@ def _export_one(src: str, dst: str, timeout: int) -> tuple[str, str | None]:
     """Parse one corpus file with music21 and write each of its scores to MIDI."""
     from music21 import converter, stream
 
-    def _alarm(signum, frame):
+    def _alarm(_signum: int, _frame: object) -> None:
         raise TimeoutError(f"took longer than {timeout} s")
 
     signal.signal(signal.SIGALRM, _alarm)

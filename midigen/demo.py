@@ -9,12 +9,14 @@ evaluation table (test-split likelihood, and music statistics of samples against
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 PROMPT_BEATS = 8
 
 
-def run_demo(out="out", data="bach", prepared="data/prepared/bach", checkpoint="bach-gpt",
+def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
+             prepared: str | os.PathLike = "data/prepared/bach", checkpoint: str | os.PathLike = "bach-gpt",
              samples: int = 8, seed: int = 0, max_new_tokens: int = 600) -> dict:
     import matplotlib
 
@@ -36,7 +38,8 @@ def run_demo(out="out", data="bach", prepared="data/prepared/bach", checkpoint="
     model, tokenizer, meta = load_model(checkpoint)
     print(f"==> preparing {data} into {prepared} (encoded once, then cached)")
     r = prepare([data], prepared, tokenizer.config, progress=True)
-    print(f"    {r.manifest['files_ok']} chorales: " + ", ".join(f"{k} {v['files']}" for k, v in r.manifest["splits"].items()))
+    splits = ", ".join(f"{k} {v['files']}" for k, v in r.manifest["splits"].items())
+    print(f"    {r.manifest['files_ok']} chorales: {splits}")
     # a held-out chorale: the test split's first (a tiny corpus may have an empty test split)
     split = next(s for s in ("test", "valid", "train") if r.manifest["splits"][s]["files"])
     held_out = json.loads((Path(prepared) / f"{split}.pieces.json").read_text())[0]
@@ -48,7 +51,8 @@ def run_demo(out="out", data="bach", prepared="data/prepared/bach", checkpoint="
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
     fig, ax = plt.subplots(figsize=(14, 4.5))
-    piano_roll(score, ax=ax, mark=PROMPT_BEATS, title=f"{Path(held_out).name}: {PROMPT_BEATS}-beat prompt | continuation")
+    title = f"{Path(held_out).name}: {PROMPT_BEATS}-beat prompt | continuation"
+    piano_roll(score, ax=ax, mark=PROMPT_BEATS, title=title)
     fig.tight_layout()
     png = out / "demo.png"
     fig.savefig(png, dpi=110)

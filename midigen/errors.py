@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class MidiError(ValueError):
     """A MIDI file could not be read, or holds nothing we can encode.
@@ -10,7 +12,7 @@ class MidiError(ValueError):
     human-readable description of the problem; ``str(err)`` combines both.
     """
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path: str | os.PathLike | None, reason: str):
         self.path = None if path is None else str(path)
         self.reason = reason
         where = self.path if self.path is not None else "<in-memory MIDI>"

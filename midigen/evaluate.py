@@ -6,13 +6,18 @@ The metrics themselves (likelihood, music statistics, overlap and KL) live in `m
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .config import JSONConfig, opt
-from .metrics import compare, likelihood, music_statistics
+from .metrics import Grid, compare, likelihood, music_statistics
+
+if TYPE_CHECKING:
+    from .midi import Score
 
 
 @dataclass
@@ -26,7 +31,8 @@ class EvaluateConfig(JSONConfig):
     progress: bool = opt(True, "show progress bars")
 
 
-def evaluate(checkpoint, data, split: str | None = None, config: EvaluateConfig | None = None, **overrides) -> dict:
+def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
+             config: EvaluateConfig | None = None, **overrides: object) -> dict:
     """Likelihood on a split plus statistics of ``samples`` generated pieces against the split's.
 
     ``config``: an `EvaluateConfig`; ``split`` and keyword arguments set its fields, e.g.
@@ -79,9 +85,21 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict, path) -> None:
-    from pathlib import Path
+def sounding_per_step(score: Score, steps_per_beat: int = 4) -> np.ndarray:
+    """How many pitches sound at each step of the grid, from the first step to the last note's end.
 
+    `music_statistics` keeps only its summary: ``polyphony`` is its mean over the steps where
+    anything sounds, ``polyphony_rate`` the share of those steps with two pitches or more.
+    """
+    g = Grid.from_score(score, steps_per_beat)
+    end = g.onset + g.duration
+    delta = np.zeros(int(end.max(initial=0)) + 1, np.int64)
+    np.add.at(delta, g.onset, 1)
+    np.add.at(delta, end, -1)
+    return np.cumsum(delta)[:-1]
+
+
+def write_json(result: dict, path: str | os.PathLike) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(result, indent=1))

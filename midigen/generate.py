@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from .encoding import Tokenizer, Tokens
 from .encoding.grammar import C_SEP, C_START, contexts
 from .encoding.vocab import K_DUR, K_INSTR
 from .midi import Score
+
+if TYPE_CHECKING:
+    from .model import GPT
 
 
 @dataclass
@@ -56,7 +60,7 @@ class SamplingConfig(JSONConfig):
 class _Tables:
     """Per-token grammar and temperature tables on the model's device, built once per call."""
 
-    def __init__(self, tokenizer: Tokenizer, cfg: SamplingConfig, device):
+    def __init__(self, tokenizer: Tokenizer, cfg: SamplingConfig, device: torch.device):
         t = lambda a, dt=torch.long: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
         g = tokenizer.grammar
         self.allowed = t(g.allowed, torch.bool)  # (contexts, V)
@@ -71,7 +75,7 @@ class _Tables:
         self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
 
 
-def quantize_for_cpu(model):
+def quantize_for_cpu(model: GPT) -> GPT:
     """A copy of ``model`` with int8 dynamic quantisation of its Linear layers, for CPU sampling.
 
     Batch-1 generation on a CPU is bound by reading the weights once per token; int8 weights
@@ -86,7 +90,7 @@ def quantize_for_cpu(model):
         return torch.ao.quantization.quantize_dynamic(q, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
+def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -99,7 +103,8 @@ def _filter(logits: torch.Tensor, top_k, top_p) -> torch.Tensor:
     return logits
 
 
-def as_prompt(prompt, tokenizer: Tokenizer, beats: float | None = None) -> Tokens | None:
+def as_prompt(prompt: Tokens | Score | str | os.PathLike | None, tokenizer: Tokenizer,
+              beats: float | None = None) -> Tokens | None:
     """``generate``'s prompt as `Tokens` of ``tokenizer``: `Tokens`, a `midigen.Score` or a MIDI
     file's path (encoded), or None; ``beats`` keeps only the first that many quarter notes."""
     if prompt is None:
@@ -122,9 +127,9 @@ def as_prompt(prompt, tokenizer: Tokenizer, beats: float | None = None) -> Token
 
 
 @torch.inference_mode()
-def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.PathLike | None = None,
+def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.PathLike | None = None,
              num_samples: int = 1, config: SamplingConfig | None = None, *, prompt_beats: float | None = None,
-             **overrides) -> list[Tokens]:
+             **overrides: object) -> list[Tokens]:
     """Sample ``num_samples`` continuations of ``prompt`` (or pieces from ``<sos>``).
 
     ``tokenizer`` is the model's `Tokenizer` (with merges, ids and the prompt are merged ids).
@@ -148,27 +153,12 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.Path
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)).item()))
     B = num_samples
 
-    table = tokenizer.table  # the base tokens (merged ids expand to them)
-    if prompt is None:
-        ids0 = np.array([tokenizer.sos_id])
-        steps0 = np.zeros(1, np.int64)
-    else:
-        ids0 = np.asarray(prompt.ids, np.int64)
-        steps0 = np.asarray(prompt.steps, np.int64)
-        if ids0[-1] == tokenizer.eos_id:  # continue the piece: drop its end
-            ids0, steps0 = ids0[:-1], steps0[:-1]
-    base0 = tokenizer.to_base(ids0)
-    kinds0 = table.kind[base0]
-    ctx0 = int(contexts(kinds0)[-1])
-    # the time step where the next token stands: the sum of all gaps so far
-    gap_dur = (kinds0 == K_DUR) & (np.concatenate([[C_START], contexts(kinds0)[:-1]]) == C_SEP)
-    step0 = int(table.value[base0][gap_dur].sum())
-
+    ids0, steps0, ctx0, step0, instr0 = _start(prompt, tokenizer)
     ids = torch.as_tensor(ids0, device=device).repeat(B, 1)
     steps = torch.as_tensor(steps0, device=device).repeat(B, 1)
     ctx = torch.full((B,), ctx0, dtype=torch.long, device=device)
     step = torch.full((B,), step0, dtype=torch.long, device=device)
-    has_instr = torch.full((B,), bool((kinds0 == K_INSTR).any()), device=device)
+    has_instr = torch.full((B,), instr0, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out_ids, out_steps = [ids], [steps]
 
@@ -181,7 +171,7 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.Path
     memory = model.new_memory(B)
     mem_kw = {"memory": memory} if memory is not None else {}
 
-    def prefill(c_ids, c_steps):
+    def prefill(c_ids: torch.Tensor, c_steps: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
         c = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
         logits, _ = model(c_ids, c_steps, cache=c, **mem_kw)
         return c, logits[:, -1]
@@ -195,15 +185,7 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.Path
         cache, logits = prefill(ids[:, -block:], steps[:, -block:])
     length = ids.shape[1]
     for _ in range(cfg.max_new_tokens):
-        logits = logits.float() * T.inv_temp
-        if cfg.constrained:
-            allowed = T.allowed[ctx]
-            allowed = allowed & ~(T.needs_instrument & ~has_instr[:, None])
-            if length < cfg.min_length:
-                allowed = allowed & ~T.has_eos
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        logits = _filter(logits, cfg.top_k, cfg.top_p)
-        tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
+        tok = _sample(logits, T, cfg, ctx, has_instr, length, gen)
         tok = torch.where(done, torch.full_like(tok, tokenizer.pad_id), tok)
         tok_step = step.clone()
         step = step + T.advance[ctx, tok]
@@ -225,18 +207,52 @@ def generate(model, tokenizer: Tokenizer, prompt: Tokens | Score | str | os.Path
         logits, _ = model(tok[:, None], tok_step[:, None], cache=cache, **mem_kw)
         logits = logits[:, -1]
 
-    all_ids = torch.cat(out_ids, 1).cpu().numpy()
-    all_steps = torch.cat(out_steps, 1).cpu().numpy()
+    return _rows(torch.cat(out_ids, 1).cpu().numpy(), torch.cat(out_steps, 1).cpu().numpy(), tokenizer)
+
+
+def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, int, int, bool]:
+    """Where sampling starts: the prompt's ids and steps (``<sos>`` without one; a final ``<eos>``
+    dropped, to continue the piece), the grammar context after them, the time step where the next
+    token stands (the sum of all gaps so far) and whether an instrument was set."""
+    if prompt is None:
+        ids, steps = np.array([tokenizer.sos_id]), np.zeros(1, np.int64)
+    else:
+        ids, steps = np.asarray(prompt.ids, np.int64), np.asarray(prompt.steps, np.int64)
+        if ids[-1] == tokenizer.eos_id:
+            ids, steps = ids[:-1], steps[:-1]
+    table = tokenizer.table  # the base tokens (merged ids expand to them)
+    base = tokenizer.to_base(ids)
+    kinds = table.kind[base]
+    ctx = contexts(kinds)
+    gap_dur = (kinds == K_DUR) & (np.concatenate([[C_START], ctx[:-1]]) == C_SEP)
+    return ids, steps, int(ctx[-1]), int(table.value[base][gap_dur].sum()), bool((kinds == K_INSTR).any())
+
+
+def _sample(logits: torch.Tensor, T: _Tables, cfg: SamplingConfig, ctx: torch.Tensor, has_instr: torch.Tensor,
+            length: int, gen: torch.Generator) -> torch.Tensor:
+    """One token per row: temperatures, the grammar's mask (if constrained), top-k/top-p, a draw."""
+    logits = logits.float() * T.inv_temp
+    if cfg.constrained:
+        allowed = T.allowed[ctx]
+        allowed = allowed & ~(T.needs_instrument & ~has_instr[:, None])
+        if length < cfg.min_length:
+            allowed = allowed & ~T.has_eos
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    logits = _filter(logits, cfg.top_k, cfg.top_p)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
+
+
+def _rows(all_ids: np.ndarray, all_steps: np.ndarray, tokenizer: Tokenizer) -> list[Tokens]:
+    """`Tokens` of each row, up to and including its first ``<eos>``."""
     results = []
-    for b in range(B):
-        row, srow = all_ids[b], all_steps[b]
+    for row, srow in zip(all_ids, all_steps, strict=True):
         eos = np.flatnonzero(row == tokenizer.eos_id)
         n = eos[0] + 1 if len(eos) else len(row)
         results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}, tokenizer))
     return results
 
 
-def prompt_from_midi(path, tokenizer: Tokenizer, beats: float | None = None) -> Tokens:
+def prompt_from_midi(path: Score | str | os.PathLike, tokenizer: Tokenizer, beats: float | None = None) -> Tokens:
     """Encode a MIDI file (or a `midigen.Score`) as a prompt, optionally only its first ``beats``
     quarter notes.
 

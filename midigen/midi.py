@@ -17,12 +17,21 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import atomic
 from .errors import MidiError
 from .instruments import instrument_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import music21
+    import pretty_midi
+    import symusic
+    from numpy.typing import ArrayLike
 
 #: The instrument key used for drums (channel 10). Pitched instruments use their program 0..127.
 DRUMS = 128
@@ -104,18 +113,18 @@ class Score:
     @classmethod
     def from_notes(
         cls,
-        pitch,
-        start,
-        end,
+        pitch: ArrayLike,
+        start: ArrayLike,
+        end: ArrayLike,
         *,
-        program=0,
-        is_drum=False,
-        velocity=90,
+        program: ArrayLike = 0,
+        is_drum: ArrayLike = False,
+        velocity: ArrayLike = 90,
         ticks_per_quarter: int = 480,
-        tempos=((0, 120.0),),
-        time_signatures=((0, 4, 4),),
+        tempos: Iterable[tuple[int, float]] = ((0, 120.0),),
+        time_signatures: Iterable[tuple[int, int, int]] = ((0, 4, 4),),
         path: str | None = None,
-    ) -> "Score":
+    ) -> Score:
         """Build a score from note lists (scalars broadcast), sorting the notes."""
         pitch = np.asarray(pitch, np.int16)
         n = len(pitch)
@@ -138,7 +147,7 @@ class Score:
             path=path,
         ).sorted()
 
-    def sorted(self) -> "Score":
+    def sorted(self) -> Score:
         """The same score with notes ordered by (start, instrument, pitch, end)."""
         order = np.lexsort((self.end, self.pitch, self.instrument, self.start))
         if np.all(order[1:] > order[:-1]):
@@ -148,38 +157,38 @@ class Score:
             setattr(out, name, getattr(self, name)[order])
         return out
 
-    def copy(self) -> "Score":
+    def copy(self) -> Score:
         kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
         return Score(**kw)
 
     # ----------------------------------------------------------------- I/O
     @classmethod
-    def from_file(cls, path, *, require_notes: bool = True) -> "Score":
+    def from_file(cls, path: str | os.PathLike, *, require_notes: bool = True) -> Score:
         return read_midi(path, require_notes=require_notes)
 
-    def to_file(self, path) -> Path:
+    def to_file(self, path: str | os.PathLike) -> Path:
         return write_midi(self, path)
 
     def to_bytes(self) -> bytes:
         return _to_symusic(self).dumps_midi()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, path=None, require_notes: bool = True) -> "Score":
+    def from_bytes(cls, data: bytes, *, path: str | os.PathLike | None = None, require_notes: bool = True) -> Score:
         return _parse(data, path, require_notes)
 
-    def to_pretty_midi(self):
+    def to_pretty_midi(self) -> pretty_midi.PrettyMIDI:
         """A ``pretty_midi.PrettyMIDI`` with the same notes, tempi and time signatures."""
         import pretty_midi
 
         return pretty_midi.PrettyMIDI(io.BytesIO(self.to_bytes()))
 
     @classmethod
-    def from_pretty_midi(cls, pm, *, require_notes: bool = True) -> "Score":
+    def from_pretty_midi(cls, pm: pretty_midi.PrettyMIDI, *, require_notes: bool = True) -> Score:
         buf = io.BytesIO()
         pm.write(buf)
         return _parse(buf.getvalue(), None, require_notes)
 
-    def to_music21(self):
+    def to_music21(self) -> music21.stream.Score:
         """A ``music21.stream.Score`` (parsed by music21 from this score's MIDI bytes)."""
         from music21 import midi as m21midi
 
@@ -188,7 +197,7 @@ class Score:
         return m21midi.translate.midiFileToStream(mf)
 
     @classmethod
-    def from_music21(cls, stream, *, require_notes: bool = True) -> "Score":
+    def from_music21(cls, stream: music21.stream.Stream, *, require_notes: bool = True) -> Score:
         from music21 import midi as m21midi
 
         mf = m21midi.translate.streamToMidiFile(stream)
@@ -199,7 +208,7 @@ class Score:
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
-def find_midi_files(paths, as_str: bool = False) -> list:
+def find_midi_files(paths: Iterable[str | os.PathLike], as_str: bool = False) -> list:
     """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively.
 
     ``as_str=True`` returns plain strings (a fifth of the memory of `Path` objects: at Lakh
@@ -225,7 +234,7 @@ def find_midi_files(paths, as_str: bool = False) -> list:
 
 
 
-def read_midi(path, *, require_notes: bool = True) -> Score:
+def read_midi(path: str | os.PathLike, *, require_notes: bool = True) -> Score:
     """Read a ``.mid`` file into a `Score`.
 
     Raises `MidiError` naming the file for every problem: missing, empty, not MIDI, truncated
@@ -243,7 +252,7 @@ def read_midi(path, *, require_notes: bool = True) -> Score:
     return _parse(data, str(p), require_notes)
 
 
-def _check_header(data: bytes, path) -> None:
+def _check_header(data: bytes, path: str | os.PathLike | None) -> None:
     if len(data) == 0:
         raise MidiError(path, "file is empty (0 bytes)")
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":
@@ -267,7 +276,7 @@ def _check_header(data: bytes, path) -> None:
         raise MidiError(path, "no track chunk (MTrk) after the header")
 
 
-def _parse(data: bytes, path, require_notes: bool) -> Score:
+def _parse(data: bytes, path: str | os.PathLike | None, require_notes: bool) -> Score:
     import symusic
 
     _check_header(data, path)
@@ -279,7 +288,7 @@ def _parse(data: bytes, path, require_notes: bool) -> Score:
     return _from_symusic(s, path, require_notes)
 
 
-def _from_symusic(s, path, require_notes: bool) -> Score:
+def _from_symusic(s: symusic.Score, path: str | os.PathLike | None, require_notes: bool) -> Score:
     tpq = int(s.ticks_per_quarter)
     if tpq <= 0:
         raise MidiError(path, f"ticks per quarter note is {tpq}")
@@ -369,6 +378,6 @@ def _to_symusic(score: Score):
     return s
 
 
-def write_midi(score: Score, path) -> Path:
+def write_midi(score: Score, path: str | os.PathLike) -> Path:
     """Write ``score`` to ``path`` as a standard MIDI file (atomically: temp file + rename)."""
     return atomic.write_bytes(path, score.to_bytes())

@@ -15,10 +15,12 @@ estimated (music21's key analysis) because MIDI files rarely carry a reliable on
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,13 +29,17 @@ from .errors import PlaybackError
 from .instruments import DRUMS, instrument_name
 from .midi import Score, _to_symusic, read_midi
 
+if TYPE_CHECKING:
+    import music21
+
 MIDDLE_C = 60
 #: A part gets a grand staff (treble + bass, split at middle C) when its notes span more than
 #: this many semitones with at least `GRAND_STAFF_SHARE` of them on each side of middle C: a
 #: piano's two hands, not a tenor or a horn (whose one staff takes a treble-8 or bass clef).
 GRAND_STAFF_SPAN = 24
 GRAND_STAFF_SHARE = 0.1
-MUSESCORE_NAMES = ("mscore", "musescore", "mscore3", "musescore3", "mscore4", "musescore4", "MuseScore4", "mscore4portable")
+MUSESCORE_NAMES = ("mscore", "musescore", "mscore3", "musescore3", "mscore4", "musescore4", "MuseScore4",
+                   "mscore4portable")
 
 
 @dataclass
@@ -64,7 +70,7 @@ class Notation:
         caption = "".join(f'<div style="font-size:smaller;opacity:0.75">{html.escape(n)}</div>' for n in self.notes)
         return f'<div style="max-width:100%;overflow-x:auto;background:white">{self.svg}</div>{caption}'
 
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write ``.svg`` or ``.musicxml``/``.xml`` (see `write_score` for PDF/PNG)."""
         suffix = Path(path).suffix.lower()
         if suffix == ".svg":
@@ -146,7 +152,8 @@ def staves(score: Score) -> tuple[list[Staff], list[str]]:
 def _measure_end_tick(score: Score, measures: int) -> int:
     """The tick where measure ``measures`` ends, following the time signatures (4/4 if none)."""
     tpq = score.ticks_per_quarter
-    changes = sorted(zip(score.ts_ticks.tolist(), score.ts_numerator.tolist(), score.ts_denominator.tolist()))
+    changes = sorted(zip(score.ts_ticks.tolist(), score.ts_numerator.tolist(), score.ts_denominator.tolist(),
+                         strict=True))
     if not changes or changes[0][0] > 0:
         changes.insert(0, (0, 4, 4))
     tick, left = 0, measures
@@ -161,7 +168,7 @@ def _measure_end_tick(score: Score, measures: int) -> int:
 
 
 # ------------------------------------------------------------------ music21 and MusicXML
-def _spell(part, key_sig) -> None:
+def _spell(part: music21.stream.Part, key_sig: music21.key.KeySignature) -> None:
     """Spell black keys as the key signature has them (music21 spells MIDI with sharps)."""
     in_key = {p.name for p in key_sig.getScale("major").pitches}
     for n in part.recurse().notes:
@@ -174,63 +181,29 @@ def _spell(part, key_sig) -> None:
                 p.step, p.accidental, p.octave = other.step, other.accidental, other.octave
 
 
-def to_music21(score, measures: int | None = 8):
+def to_music21(score: Score | str | os.PathLike, measures: int | None = 8) -> music21.stream.Score:
     """A ``music21.stream.Score`` with one labelled staff per part (see the module doc)."""
     return _engrave(score, measures)[0]
 
 
-def _engrave(score, measures):
+def _engrave(score: Score | str | os.PathLike, measures: int | None) -> tuple[music21.stream.Score, list[str]]:
     """`to_music21`, and notes on what it left out (drums)."""
-    import symusic
-    from music21 import clef, key, layout, metadata, stream
-    from music21 import midi as m21midi
+    from music21 import key, layout, metadata, stream
     from music21.stream.makeNotation import makeAccidentalsInMeasureStream
 
     s = score if isinstance(score, Score) else read_midi(score)
     specs, notes = staves(s)
     if not specs:
         raise PlaybackError("nothing to engrave: " + ("; ".join(notes) or "the score has no notes"))
-    end = _measure_end_tick(s, measures) if measures else None
-    midi = _to_symusic(s)  # tempi and time signatures as midi.py writes them; our own tracks
-    midi.tracks.clear()
-    kept = []
-    for spec in specs:
-        i = spec.notes
-        start, stop = s.start[i], s.end[i]
-        if end is not None:
-            keep = start < end
-            i, start, stop = i[keep], start[keep], np.minimum(stop[keep], end)
-        if not len(i):
-            continue
-        track = symusic.Track(spec.name, int(s.program[i[0]]), False)
-        track.notes = symusic.Note.from_numpy(start.astype(np.int32), np.maximum(stop - start, 1).astype(np.int32),
-                                              s.pitch[i].astype(np.int8), np.clip(s.velocity[i], 1, 127).astype(np.int8))
-        midi.tracks.append(track)
-        kept.append(spec)
-    mf = m21midi.MidiFile()
-    mf.readstr(midi.dumps_midi())
-    parsed = list(m21midi.translate.midiFileToStream(mf).parts)
-    if len(parsed) != len(kept):
-        raise PlaybackError(f"music21 made {len(parsed)} parts of {len(kept)} staves")
+    kept, parsed = _staff_parts(s, specs, _measure_end_tick(s, measures) if measures else None)
     out = stream.Score()
     out.metadata = metadata.Metadata(title=Path(s.path).stem if s.path else "")
     groups: dict[int, list] = {}
-    for spec, part in zip(kept, parsed):
-        for mark in list(part.recurse().getElementsByClass("MetronomeMark")):
-            mark.activeSite.remove(mark)  # the tempo is in the audio; verovio draws it over the notes
-        if spec.group >= 0 and sum(k.group == spec.group for k in kept) == 2:
-            staff = stream.PartStaff()
-            staff.mergeElements(part)
-            groups.setdefault(spec.group, []).append(staff)
-            part = staff
-        short = spec.name if len(spec.name) <= 6 else spec.name[:5].rstrip() + "."
-        part.partName, part.partAbbreviation = spec.name, short
-        for inst in part.getElementsByClass("Instrument"):  # music21's guess from the program
-            inst.partName, inst.partAbbreviation = spec.name, short
-        first = part.getElementsByClass("Measure").first()
-        if first is not None:
-            want = {"treble": clef.TrebleClef, "bass": clef.BassClef}.get(spec.clef)
-            first.clef = want() if want else clef.bestClef(part, allowTreble8vb=True, recurse=True)
+    for spec, part in zip(kept, parsed, strict=True):
+        grand = spec.group >= 0 and sum(k.group == spec.group for k in kept) == 2  # both halves kept
+        part = _dress_part(part, spec, grand)
+        if grand:
+            groups.setdefault(spec.group, []).append(part)
         out.insert(0, part)
     for members in groups.values():
         out.insert(0, layout.StaffGroup(members, name=members[0].partName, symbol="brace", barTogether=True))
@@ -244,7 +217,60 @@ def _engrave(score, measures):
     return out, notes
 
 
-def to_musicxml(score, measures: int | None = 8) -> str:
+def _staff_parts(s: Score, specs: list[Staff], end: int | None) -> tuple[list[Staff], list]:
+    """The staves that have notes (before tick ``end``) and a music21 part of each, parsed from
+    MIDI tracks of our own (tempi and time signatures as midi.py writes them)."""
+    import symusic
+    from music21 import midi as m21midi
+
+    midi = _to_symusic(s)
+    midi.tracks.clear()
+    kept = []
+    for spec in specs:
+        i = spec.notes
+        start, stop = s.start[i], s.end[i]
+        if end is not None:
+            keep = start < end
+            i, start, stop = i[keep], start[keep], np.minimum(stop[keep], end)
+        if not len(i):
+            continue
+        track = symusic.Track(spec.name, int(s.program[i[0]]), False)
+        track.notes = symusic.Note.from_numpy(start.astype(np.int32), np.maximum(stop - start, 1).astype(np.int32),
+                                              s.pitch[i].astype(np.int8),
+                                              np.clip(s.velocity[i], 1, 127).astype(np.int8))
+        midi.tracks.append(track)
+        kept.append(spec)
+    mf = m21midi.MidiFile()
+    mf.readstr(midi.dumps_midi())
+    parsed = list(m21midi.translate.midiFileToStream(mf).parts)
+    if len(parsed) != len(kept):
+        raise PlaybackError(f"music21 made {len(parsed)} parts of {len(kept)} staves")
+    return kept, parsed
+
+
+def _dress_part(part: music21.stream.Part, spec: Staff, grand: bool) -> music21.stream.Part:
+    """A parsed part named and clefed as ``spec`` says, without tempo marks; half of a grand
+    staff (``grand``) becomes a ``PartStaff``. Returns the part to insert."""
+    from music21 import clef, stream
+
+    for mark in list(part.recurse().getElementsByClass("MetronomeMark")):
+        mark.activeSite.remove(mark)  # the tempo is in the audio; verovio draws it over the notes
+    if grand:
+        staff = stream.PartStaff()
+        staff.mergeElements(part)
+        part = staff
+    short = spec.name if len(spec.name) <= 6 else spec.name[:5].rstrip() + "."
+    part.partName, part.partAbbreviation = spec.name, short
+    for inst in part.getElementsByClass("Instrument"):  # music21's guess from the program
+        inst.partName, inst.partAbbreviation = spec.name, short
+    first = part.getElementsByClass("Measure").first()
+    if first is not None:
+        want = {"treble": clef.TrebleClef, "bass": clef.BassClef}.get(spec.clef)
+        first.clef = want() if want else clef.bestClef(part, allowTreble8vb=True, recurse=True)
+    return part
+
+
+def to_musicxml(score: Score | str | os.PathLike, measures: int | None = 8) -> str:
     """MusicXML text of `to_music21`."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
@@ -269,7 +295,7 @@ def staves_per_system(svg: str) -> int:
     """How many staves the first system of a verovio SVG has (staves of its first measure)."""
     import xml.etree.ElementTree as ET
 
-    def cls(e):
+    def cls(e: ET.Element) -> list[str]:
         return e.get("class", "").split()
 
     for e in ET.fromstring(svg).iter():
@@ -278,7 +304,7 @@ def staves_per_system(svg: str) -> int:
     return 0
 
 
-def _notation(score, measures, width, scale) -> Notation:
+def _notation(score: Score | str | os.PathLike, measures: int | None, width: int, scale: int) -> Notation:
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     m21, notes = _engrave(score, measures)
@@ -287,12 +313,13 @@ def _notation(score, measures, width, scale) -> Notation:
     return Notation(musicxml_to_svg(xml, width, scale), xml, names, notes)
 
 
-def to_svg(score, measures: int | None = 8, width: int = 2100, scale: int = 40) -> str:
+def to_svg(score: Score | str | os.PathLike, measures: int | None = 8, width: int = 2100, scale: int = 40) -> str:
     """SVG sheet music of a `Score` or MIDI path (the first ``measures``; None for all)."""
     return _notation(score, measures, width, scale).svg
 
 
-def show_score(score, measures: int | None = 8, width: int = 2100, scale: int = 40) -> Notation:
+def show_score(score: Score | str | os.PathLike, measures: int | None = 8, width: int = 2100,
+               scale: int = 40) -> Notation:
     """Sheet music of a `Score` or MIDI path, drawn inline in Jupyter/VS Code (no MuseScore).
 
     ``measures`` keeps the opening (None for all); ``width`` is verovio's page width (systems
@@ -311,7 +338,7 @@ def find_musescore() -> str | None:
     return None
 
 
-def write_score(score, path, measures: int | None = None) -> Path:
+def write_score(score: Score | str | os.PathLike, path: str | os.PathLike, measures: int | None = None) -> Path:
     """Write sheet music: ``.svg`` (verovio) or ``.musicxml``; ``.pdf``/``.png`` need MuseScore."""
     p = Path(path)
     suffix = p.suffix.lower()

@@ -18,18 +18,29 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import atomic
+from .encoding.tokenizer import as_score
 from .errors import PlaybackError
 from .instruments import instrument_name  # noqa: F401  (midigen.playback.instrument_name, as before)
-from .encoding.tokenizer import as_score
 from .midi import Score
 from .notation import find_musescore, show_score  # noqa: F401  (the historical home of show_score)
+
+if TYPE_CHECKING:
+    import pretty_midi
+    from IPython.display import Audio
+    from matplotlib.axes import Axes
+
+    from .encoding import Tokenizer, Tokens
+
+    Music = Score | str | os.PathLike | Tokens  # what playback takes: a score, a MIDI file, tokens
 
 DEFAULT_SAMPLE_RATE = 22050
 #: How much of a piece `play` embeds unless told otherwise (seconds).
@@ -75,12 +86,12 @@ def available_synths() -> list[str]:
     return found + ["sine"]
 
 
-def _as_score(x, tokenizer=None) -> Score:
+def _as_score(x: Music, tokenizer: Tokenizer | None = None) -> Score:
     """A `Score`, a MIDI path, or `Tokens` (decoded with ``tokenizer`` or the one they carry)."""
     return as_score(x, tokenizer)
 
 
-def _check_soundfont(sf2) -> Path:
+def _check_soundfont(sf2: str | os.PathLike) -> Path:
     p = Path(sf2)
     if not p.is_file():
         raise PlaybackError(f"{p}: SoundFont not found")
@@ -115,7 +126,7 @@ def _choose_synth(synth: str, fallback: bool) -> str:
     return best
 
 
-def _clip(pm, start: float, seconds: float | None) -> None:
+def _clip(pm: pretty_midi.PrettyMIDI, start: float, seconds: float | None) -> None:
     """Keep what sounds in [start, start + seconds) of a PrettyMIDI, shifted to begin at 0."""
     stop = np.inf if seconds is None else start + seconds
     for inst in pm.instruments:
@@ -145,11 +156,11 @@ def _lowpass_resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=2)
-def _soundfont_bytes(path: str, mtime: float) -> bytes:
+def _soundfont_bytes(path: str, mtime: float) -> bytes:  # noqa: ARG001  (mtime: in the cache key)
     return Path(path).read_bytes()
 
 
-def _render_rustysynth(pm, sf2: Path, sample_rate: int) -> np.ndarray:
+def _render_rustysynth(pm: pretty_midi.PrettyMIDI, sf2: Path, sample_rate: int) -> np.ndarray:
     import midirenderer
     import soundfile
 
@@ -161,14 +172,14 @@ def _render_rustysynth(pm, sf2: Path, sample_rate: int) -> np.ndarray:
 
 
 def render(
-    score,
+    score: Music,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
-    soundfont=None,
+    soundfont: str | os.PathLike | None = None,
     fallback: bool = False,
     seconds: float | None = None,
     start: float = 0.0,
     synth: str = "auto",
-    tokenizer=None,
+    tokenizer: Tokenizer | None = None,
 ) -> np.ndarray:
     """Render a `Score`, MIDI path or `Tokens` to mono float32 audio in [-1, 1] (peak-normalised).
 
@@ -208,9 +219,8 @@ def _format(fmt: str) -> tuple[str, str, str]:
         raise PlaybackError(f"unknown audio format {fmt!r}: use one of {', '.join(AUDIO_FORMATS)}") from None
 
 
-def encode_audio(
-    audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, format: str = "ogg", compression: float = LOSSY_COMPRESSION
-) -> bytes:
+def encode_audio(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, format: str = "ogg",
+                 compression: float = LOSSY_COMPRESSION) -> bytes:
     """Mono float audio as the bytes of an audio file: ``"ogg"`` (Vorbis), ``"mp3"``, ``"flac"``, ``"wav"``.
 
     ``compression`` (0..1, libsndfile's compression level) trades size for quality in the lossy
@@ -228,13 +238,13 @@ def encode_audio(
     return buf.getvalue()
 
 
-def write_audio(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
+def write_audio(audio: np.ndarray, path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
     """Write mono float audio to ``path`` (atomically), the format chosen by its suffix:
     ``.wav`` (16-bit PCM), ``.ogg`` (Vorbis), ``.flac`` or ``.mp3``."""
     return atomic.write_bytes(path, encode_audio(audio, sample_rate, Path(path).suffix or "(no suffix)"))
 
 
-def write_wav(audio: np.ndarray, path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
+def write_wav(audio: np.ndarray, path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
     """Write mono float audio as 16-bit PCM WAV (atomically), whatever the suffix."""
     return atomic.write_bytes(path, encode_audio(audio, sample_rate, "wav"))
 
@@ -245,14 +255,15 @@ def _clock(t: float) -> str:
     return f"{t // 60}:{t % 60:02d}"
 
 
-@lru_cache(maxsize=None)  # one class (IPython imported on first use), so isinstance works
+@cache  # one class (IPython imported on first use), so isinstance works
 def _player_class():
     from IPython.display import Audio
 
     class Player(Audio):
         """An inline ``<audio>`` player of compressed audio, with a line saying what was cut."""
 
-        def __init__(self, data: bytes, mimetype: str, note: str, *, start, seconds, total, synth):
+        def __init__(self, data: bytes, mimetype: str, note: str, *, start: float, seconds: float, total: float,
+                     synth: str):
             super().__init__(data=data, embed=True)
             self.mimetype = mimetype  # IPython labels raw bytes audio/wav
             self.note, self.start, self.seconds, self.total_seconds, self.synth = note, start, seconds, total, synth
@@ -271,15 +282,15 @@ def _player_class():
 
 
 def play(
-    score,
+    score: Music,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
-    soundfont=None,
+    soundfont: str | os.PathLike | None = None,
     seconds: float | None = DEFAULT_PLAY_SECONDS,
     start: float = 0.0,
     synth: str = "auto",
     format: str = "ogg",
-    tokenizer=None,
-):
+    tokenizer: Tokenizer | None = None,
+) -> Audio:
     """An inline audio player (an ``IPython.display.Audio``) for a `Score`, MIDI path or `Tokens`.
 
     Embeds ``seconds`` of music from ``start`` (default: the first minute) as Ogg Vorbis
@@ -308,7 +319,8 @@ def play(
 
 
 # ------------------------------------------------------------------ piano roll
-def piano_roll(score, ax=None, beats: bool = True, title: str | None = None, mark=None, tokenizer=None):
+def piano_roll(score: Music, ax: Axes | None = None, beats: bool = True, title: str | None = None,
+               mark: float | None = None, tokenizer: Tokenizer | None = None) -> Axes:
     """Draw notes as bars (time x pitch), one colour per instrument; returns the axes.
 
     ``score``: a `Score`, MIDI path or `Tokens` (decoded with ``tokenizer``, else their own).

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-import smf
 
+import smf
 from midigen import EncodingConfig, MidiError, Score, Tokenizer, decode, encode, read_midi
 from midigen.check import check
 

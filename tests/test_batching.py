@@ -376,7 +376,7 @@ def test_same_batches_from_every_location(tmp_path, monkeypatch, strategy, kw, g
     """On a torch device batches are gathered a group at a time (views of their rows): the
     groups' edges must not show."""
     if group is not None:
-        import midigen.data.batching as B
+        import midigen.data.gather as B
 
         monkeypatch.setattr(B, "GROUP_POSITIONS", group * 3 * 5)  # `group` batches of 3 x (4 + 1)
     root = write_corpus(tmp_path, [7, 4, 10, 3, 12, 6])

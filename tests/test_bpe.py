@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 
 from midigen import Tokenizer, encode
 from midigen.encoding.bpe import actions
-
 from test_encoding_properties import scores
 
 
@@ -28,8 +27,8 @@ def test_lossless_and_one_step_per_token_on_real_pieces(bach_tokens, size, bach_
     bpe = vocab.train_bpe(toks, size)
     assert len(bpe) <= size
     others = [encode(f, vocab) for f in bach_files[150:200]]
-    from midigen.check import find_midi_files
     from midigen import MidiError
+    from midigen.check import find_midi_files
 
     for f in find_midi_files([SHARED_CORPUS]) if SHARED_CORPUS.is_dir() else []:  # when present
         try:

@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 import pytest
-from conftest import BACH
 
 import midigen
 import midigen.notation as nt
+from conftest import BACH
 from midigen import Score
 from midigen.errors import PlaybackError
 from midigen.notation import show_score, staves_per_system, to_svg, write_score

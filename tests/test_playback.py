@@ -11,8 +11,17 @@ import midigen
 import midigen.playback as pb
 from conftest import BACH
 from midigen import Score
-from midigen.playback import (PlaybackError, encode_audio, fluidsynth_available, piano_roll, play, render,
-                              rustysynth_available, write_audio, write_wav)
+from midigen.playback import (
+    PlaybackError,
+    encode_audio,
+    fluidsynth_available,
+    piano_roll,
+    play,
+    render,
+    rustysynth_available,
+    write_audio,
+    write_wav,
+)
 
 needs_fluidsynth = pytest.mark.skipif(not fluidsynth_available(), reason="libfluidsynth is not installed")
 needs_rustysynth = pytest.mark.skipif(not rustysynth_available(), reason="midirenderer is not installed")

@@ -304,9 +304,8 @@ def test_fork_and_spawn_workers_give_identical_corpora(tmp_path, small_src):
 def test_steps_are_uint16_unless_a_piece_is_too_long(tmp_path, bach_files):
     """Steps take 2 bytes a token while every piece is shorter than 65,536 steps; a 2.5-hour
     piece (72,000 steps at 120 bpm) makes them int32, and either way they read back as encoded."""
-    from smf import note, smf, tempo, track
-
     from midigen import encode
+    from smf import note, smf, tempo, track
 
     src = tmp_path / "src"
     src.mkdir()

@@ -6,13 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
+from legacy import old_bpe_json, old_vocab_json, to_old_layout
 from midigen import EncodingConfig, PositionScore, Tokenizer, VocabError, decode, encode, read_midi
 from midigen.encoding import KIND_NAMES, encode_position, encode_via_sparse, quantise, sorted_notes
 from midigen.encoding.index import encode_notes
 from midigen.encoding.position import layout
 from midigen.encoding.tokenizer import DURATION, GAP, INSTRUMENT, MERGED, NOTE, SPECIAL, TEMPO
-
-from legacy import old_bpe_json, old_vocab_json, to_old_layout
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +136,6 @@ def test_encode_equals_the_step_by_step_path_on_real_files(bach_files, shared_fi
 @pytest.fixture(scope="module")
 def shared_files():
     from conftest import SHARED_CORPUS
-
     from midigen import MidiError
     from midigen.check import find_midi_files
 

@@ -1,23 +1,28 @@
 """Corpora: folders of MIDI files -> prepared token files (prepare.py, over pool, worker, cache,
-collect, splits and assemble), read back (corpus.py), and fed to a model in batches (batching.py).
+collect, splits and assemble), read back (corpus.py), and fed to a model in batches (batching.py: the
+three strategies, over gather.py: plans and gathering).
 
-Imports are lazy, so `prepare`'s worker processes start without loading torch.
+Imports are lazy (`midigen.lazy`), so `prepare`'s worker processes start without loading torch.
 """
 
-__all__ = ["Contiguous", "PerSong", "PrepareConfig", "PreparedCorpus", "RandomWindows", "make_batches", "prepare"]
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def __getattr__(name):
-    if name in ("Contiguous", "PerSong", "RandomWindows", "make_batches"):
-        from . import batching
+from ..lazy import install
 
-        return getattr(batching, name)
-    if name == "PreparedCorpus":
-        from .corpus import PreparedCorpus
+_LAZY = {
+    "Contiguous": "batching", "PerSong": "batching", "RandomWindows": "batching", "make_batches": "batching",
+    "PreparedCorpus": "corpus", "PrepareConfig": "prepare", "prepare": "prepare",
+}
 
-        return PreparedCorpus
-    if name in ("prepare", "PrepareConfig"):
-        from .prepare import PrepareConfig, prepare
+__all__ = [  # (the names of _LAZY; a test holds the two equal)
+    "Contiguous", "PerSong", "PrepareConfig", "PreparedCorpus", "RandomWindows", "make_batches", "prepare",
+]
 
-        return prepare if name == "prepare" else PrepareConfig
-    raise AttributeError(f"module 'midigen.data' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from .batching import Contiguous, PerSong, RandomWindows, make_batches
+    from .corpus import PreparedCorpus
+    from .prepare import PrepareConfig, prepare
+
+__getattr__, __dir__ = install(__name__, _LAZY)

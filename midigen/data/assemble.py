@@ -20,6 +20,10 @@ from .cache import ShardReader, pwrite_all
 from .splits import SPLITS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from numpy.typing import DTypeLike
+
     from .cache import Journal
     from .collect import FileTable
     from .pool import Pool
@@ -73,7 +77,7 @@ def write_part(tokenizer: Tokenizer, shards: Path, part: Part) -> int:
 
     try:
         size = 0
-        for sh, off, n in zip(part.shard.tolist(), part.offset.tolist(), part.n_tokens.tolist()):
+        for sh, off, n in zip(part.shard.tolist(), part.offset.tolist(), part.n_tokens.tolist(), strict=True):
             chunk.append(reader.read(sh, off, n))
             size += n
             if size >= WRITE_TOKENS:
@@ -100,7 +104,8 @@ def _write_index(path: Path, lengths: np.ndarray) -> None:
         np.save(f, np.stack([np.cumsum(lengths) - lengths, lengths], axis=1).reshape(-1, 2), allow_pickle=False)
 
 
-def _write_split(out: Path, prefix: str, pieces, dtype, notes_of, steps_dtype) -> tuple[list, dict]:
+def _write_split(out: Path, prefix: str, pieces: Iterable[tuple[np.ndarray, np.ndarray]], dtype: DTypeLike,
+                 notes_of: np.ndarray, steps_dtype: DTypeLike) -> tuple[list, dict]:
     """Stream (ids, steps) pieces into ``prefix``.tokens.bin/.steps.bin/.index.npy (temp names).
 
     Returns the (temp, final) renames to do and the split's sizes. (The BPE files; the base
@@ -120,7 +125,7 @@ def _write_split(out: Path, prefix: str, pieces, dtype, notes_of, steps_dtype) -
     return renames, {"files": len(lengths), "tokens": int(lengths.sum()), "notes": int(notes)}
 
 
-def _lay_out(out: Path, table: FileTable, plan: SplitPlan, shards: list[str], dtype, sdtype):
+def _lay_out(out: Path, table: FileTable, plan: SplitPlan, shards: list[str], dtype: np.dtype, sdtype: np.dtype):
     """Create the split files at their full size (temp names) and cut them into `Part`\\ s.
 
     Returns the splits' sizes (for the manifest), the renames and the parts.
@@ -131,12 +136,13 @@ def _lay_out(out: Path, table: FileTable, plan: SplitPlan, shards: list[str], dt
         lengths = table.tokens[idx]
         starts = np.cumsum(lengths) - lengths
         tok_tmp, step_tmp, index_tmp, r = _temp_files(out, split)
-        for path, size in ((tok_tmp, int(lengths.sum()) * dtype.itemsize), (step_tmp, int(lengths.sum()) * sdtype.itemsize)):
+        n_tokens = int(lengths.sum())
+        for path, size in ((tok_tmp, n_tokens * dtype.itemsize), (step_tmp, n_tokens * sdtype.itemsize)):
             with open(path, "wb") as f:
                 f.truncate(size)
         _write_index(index_tmp, lengths)
         cut = np.searchsorted(starts, np.arange(0, int(lengths.sum()), PART_TOKENS), side="left")
-        for a, b in zip(cut, np.append(cut[1:], len(idx))):
+        for a, b in zip(cut, np.append(cut[1:], len(idx)), strict=False):  # (no cut in an empty split)
             if b > a:
                 piece = idx[a:b]
                 parts.append(Part(str(tok_tmp), str(step_tmp), sdtype.name, int(starts[a]), shards,
@@ -146,7 +152,8 @@ def _lay_out(out: Path, table: FileTable, plan: SplitPlan, shards: list[str], dt
     return splits, renames, parts
 
 
-def _write_tokenizer(out: Path, tokenizer: Tokenizer, bpe_vocab: int | None, split_ids, sdtype,
+def _write_tokenizer(out: Path, tokenizer: Tokenizer, bpe_vocab: int | None,
+                     split_ids: Callable[[str], Iterator[np.ndarray]], sdtype: np.dtype,
                      renames: list) -> tuple[Tokenizer, dict | None]:
     """Save ``tokenizer.json`` (renamed into place with the split files). With ``bpe_vocab``, first
     learn BPE merges on the train split and write every split in BPE ids too (``{split}.bpe.*``).
@@ -155,7 +162,7 @@ def _write_tokenizer(out: Path, tokenizer: Tokenizer, bpe_vocab: int | None, spl
     if bpe_vocab:
         from ..encoding.index import Tokens
 
-        def split_pieces(split):
+        def split_pieces(split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for ids in split_ids(split):
                 yield ids, steps_of(ids, tokenizer)
 
@@ -212,7 +219,7 @@ def assemble(out: Path, table: FileTable, plan: SplitPlan, journal: Journal, cac
 
     reader = ShardReader(cache / "shards", journal.shards, dtype)
 
-    def split_ids(split):
+    def split_ids(split: str) -> Iterator[np.ndarray]:
         for i in plan.by_split[split]:
             yield reader.read(table.shard[i], table.offset[i], table.tokens[i])
 

@@ -68,191 +68,24 @@ Batches are already collated: iterate directly, no ``DataLoader`` needed.
 from __future__ import annotations
 
 import heapq
-import warnings
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100  # nn.CrossEntropyLoss's default ignore_index
+from .gather import IGNORE_INDEX, Batches, Plan, check_positive
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .corpus import PreparedCorpus
+
 CHUNK_BATCHES = 1024  # RandomWindows plans this many batches at a time (bounded memory)
-GROUP_POSITIONS = 1 << 20  # on a torch device, batches are gathered this many positions at a time
 
 __all__ = ["IGNORE_INDEX", "RandomWindows", "PerSong", "Contiguous", "make_batches", "rows_crossing", "STRATEGIES"]
 
 
-@dataclass
-class _Plan:
-    """What to read for a run of batches: one entry per row, rows of batch i in bounds[i].
-
-    A row is the ``length`` (<= seq_len + 1) tokens of the flat split from ``start``; the rest
-    of the row is padding. ``piece`` is None when rows may cross pieces (looked up per token).
-    """
-
-    start: np.ndarray  # (R,) int64
-    length: np.ndarray  # (R,) int64
-    piece: np.ndarray | None  # (R,) int64
-    reset: np.ndarray | None  # (R,) bool
-    bounds: np.ndarray  # (n_batches, 2) int64: row range of each batch
-
-    @property
-    def n_targets(self) -> int:
-        return int(np.maximum(self.length - 1, 0).sum())
-
-
-def _check_positive(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class _Batches:
-    """Shared machinery: epochs, plans, and gathering a batch wherever the corpus lives."""
-
-    def __init__(self, corpus, batch_size: int, seq_len: int, *, seed: int = 0, device=None, pin_memory: bool = False):
-        self.corpus = corpus
-        self.batch_size = _check_positive("batch_size", batch_size)
-        self.seq_len = _check_positive("seq_len", seq_len)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.pad_id = int(corpus.tokenizer.pad_id)
-        self._on_torch = torch.is_tensor(corpus.tokens)
-        source = corpus.tokens.device if self._on_torch else torch.device("cpu")
-        self.device = torch.device(device) if device is not None else source
-        self._source_device = source
-        if pin_memory and not torch.cuda.is_available():
-            warnings.warn("pin_memory=True but no CUDA device is available; not pinning", stacklevel=3)
-            pin_memory = False
-        # Pinning only helps host->device copies of batches gathered on the host.
-        self.pin_memory = bool(pin_memory) and not self._on_torch
-        if self._on_torch:
-            self._starts_t = torch.as_tensor(corpus.starts, dtype=torch.int64, device=source)
-            self._arange_t = torch.arange(self.seq_len + 1, device=source)
-        self._arange = np.arange(self.seq_len + 1)
-        self._cache: tuple[int, _Plan] | None = None
-
-    # ------------------------------------------------------------ epochs and plans
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch the next ``iter()`` yields (it decides shuffles, crops and windows)."""
-        self.epoch = int(epoch)
-
-    def _rng(self, epoch: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, epoch])
-
-    def _make_plan(self, epoch: int) -> _Plan:  # the whole epoch (PerSong, Contiguous)
-        raise NotImplementedError
-
-    def _plan(self, epoch: int) -> _Plan:
-        if self._cache is None or self._cache[0] != epoch:
-            self._cache = (epoch, self._make_plan(epoch))
-        return self._cache[1]
-
-    def _plan_chunks(self, epoch: int):
-        yield self._plan(epoch)
-
-    def __len__(self) -> int:
-        """Batches in the next epoch."""
-        return len(self._plan(self.epoch).bounds)
-
-    def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return self._iter_epoch(epoch)
-
-    def _iter_epoch(self, epoch: int):
-        for plan in self._plan_chunks(epoch):
-            if self._on_torch:
-                yield from self._iter_plan_torch(plan)
-                continue
-            start, length, piece, reset = plan.start, plan.length, plan.piece, plan.reset
-            for lo, hi in plan.bounds.tolist():
-                batch = self._gather_numpy(start[lo:hi], length[lo:hi], None if piece is None else piece[lo:hi])
-                if reset is not None:
-                    batch["reset"] = torch.from_numpy(reset[lo:hi].copy())
-                yield self._to_device(batch)
-
-    def _iter_plan_torch(self, plan: _Plan):
-        """Batches from a corpus on a torch device, gathered many at a time.
-
-        One host->device copy per plan, none per batch. A batch is a dozen tiny kernels, and on a
-        GPU their launches, not the work, set the pace: measured on an H200, batches of 8 x 256
-        cut one by one came 4-7x slower than from RAM. So ~`GROUP_POSITIONS` positions' worth
-        of batches are gathered at once, and each batch is a view of its rows.
-        """
-        dev = self._source_device
-        start = torch.as_tensor(plan.start, device=dev)
-        length = torch.as_tensor(plan.length, device=dev)
-        piece = None if plan.piece is None else torch.as_tensor(plan.piece, device=dev)
-        reset = None if plan.reset is None else torch.as_tensor(plan.reset, device=dev)
-        per_group = max(1, GROUP_POSITIONS // (self.batch_size * (self.seq_len + 1)))
-        for g in range(0, len(plan.bounds), per_group):
-            bounds = plan.bounds[g : g + per_group]  # (the rows of consecutive batches follow each other)
-            lo, hi = int(bounds[0, 0]), int(bounds[-1, 1])
-            group = self._gather_torch(start[lo:hi], length[lo:hi], None if piece is None else piece[lo:hi])
-            if reset is not None:
-                group["reset"] = reset[lo:hi]
-            for a, b in (bounds - lo).tolist():
-                yield self._to_device({k: v[a:b] for k, v in group.items()})
-
-    def padding_fraction(self, epoch: int | None = None) -> float:
-        """Padded target positions / all target positions over an epoch (default: the next one)."""
-        plan = self._plan(self.epoch if epoch is None else int(epoch))
-        positions = len(plan.start) * self.seq_len
-        return 0.0 if positions == 0 else 1.0 - plan.n_targets / positions
-
-    # ------------------------------------------------------------ gathering
-    def _gather_numpy(self, start, length, piece) -> dict:
-        valid = self._arange < length[:, None]  # (b, L+1): is there a token here?
-        # Padding positions read token 0 of the split (always there), then get overwritten.
-        idx = np.where(valid, start[:, None] + self._arange, 0)
-        w = np.asarray(self.corpus.tokens[idx]).astype(np.int64)
-        w[~valid] = self.pad_id
-        # Copies, not views: x and y must not share memory (y gets -100 written into it).
-        x, y, xv = w[:, :-1].copy(), w[:, 1:].copy(), valid[:, :-1]
-        y[~valid[:, 1:]] = IGNORE_INDEX
-        steps = np.asarray(self.corpus.steps[idx[:, :-1]]).astype(np.int64)
-        steps[~xv] = 0
-        if piece is None:  # rows may cross pieces: find each token's piece
-            pc = np.searchsorted(self.corpus.starts, idx[:, :-1], side="right").astype(np.int64) - 1
-        else:
-            pc = np.repeat(piece[:, None], self.seq_len, axis=1)
-        pc[~xv] = -1
-        return {k: torch.from_numpy(v) for k, v in (("x", x), ("y", y), ("steps", steps), ("piece", pc))}
-
-    def _gather_torch(self, start, length, piece) -> dict:
-        ar = self._arange_t
-        valid = ar < length[:, None]
-        idx = torch.where(valid, start[:, None] + ar, 0)
-        w = torch.where(valid, self.corpus.tokens[idx].long(), self.pad_id)
-        xv = valid[:, :-1]
-        x = w[:, :-1].contiguous()
-        y = w[:, 1:].masked_fill(~valid[:, 1:], IGNORE_INDEX).contiguous()
-        steps = torch.where(xv, self.corpus.steps[idx[:, :-1]].long(), 0)
-        if piece is None:
-            pc = torch.searchsorted(self._starts_t, idx[:, :-1].contiguous(), right=True) - 1
-        else:
-            pc = piece[:, None].expand(-1, self.seq_len)
-        pc = torch.where(xv, pc, -1)
-        return {"x": x, "y": y, "steps": steps, "piece": pc}
-
-    def _to_device(self, batch: dict) -> dict:
-        if self.pin_memory:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        if self.device != self._source_device:
-            batch = {k: v.to(self.device, non_blocking=self.pin_memory) for k, v in batch.items()}
-        return batch
-
-    def _usable_pieces(self) -> np.ndarray:
-        # A piece of fewer than 2 tokens has no (input, target) pair: nothing to learn from it.
-        return np.flatnonzero(np.asarray(self.corpus.lengths) >= 2)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(batch_size={self.batch_size}, seq_len={self.seq_len}, "
-            f"seed={self.seed}, epoch={self.epoch}, device={str(self.device)!r}, corpus={self.corpus!r})"
-        )
-
-
-class RandomWindows(_Batches):
+class RandomWindows(Batches):
     """Random windows of ``seq_len + 1`` tokens of the split seen as one long sequence.
 
     Rows start uniformly in ``[0, n_tokens - seq_len - 1]`` and may span several pieces
@@ -264,25 +97,16 @@ class RandomWindows(_Batches):
     epoch])``: same seed and epoch, same batches, wherever the corpus lives.
     """
 
-    def __init__(
-        self,
-        corpus,
-        batch_size: int,
-        seq_len: int,
-        seed: int = 0,
-        *,
-        num_batches: int | None = None,
-        infinite: bool = False,
-        device=None,
-        pin_memory: bool = False,
-    ):
-        super().__init__(corpus, batch_size, seq_len, seed=seed, device=device, pin_memory=pin_memory)
+    def __init__(self, corpus: PreparedCorpus, batch_size: int, seq_len: int, seed: int = 0, *,
+                 num_batches: int | None = None, infinite: bool = False,
+                 **where: Any):  # device, pin_memory (`Batches`)
+        super().__init__(corpus, batch_size, seq_len, seed, **where)
         n = corpus.n_tokens
         if n < self.seq_len + 1:
-            raise ValueError(f"RandomWindows needs at least seq_len + 1 = {self.seq_len + 1} tokens; the {corpus.split!r} split has {n}")
-        self.num_batches = (
-            max(1, n // (self.batch_size * self.seq_len)) if num_batches is None else _check_positive("num_batches", num_batches)
-        )
+            raise ValueError(f"RandomWindows needs at least seq_len + 1 = {self.seq_len + 1} tokens; "
+                             f"the {corpus.split!r} split has {n}")
+        self.num_batches = (max(1, n // (self.batch_size * self.seq_len)) if num_batches is None
+                            else check_positive("num_batches", num_batches))
         self.infinite = bool(infinite)
 
     def __len__(self) -> int:
@@ -290,7 +114,7 @@ class RandomWindows(_Batches):
             raise TypeError("an infinite RandomWindows has no length")
         return self.num_batches
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if not self.infinite:
             return super().__iter__()
         return self._forever()
@@ -300,7 +124,7 @@ class RandomWindows(_Batches):
             epoch, self.epoch = self.epoch, self.epoch + 1
             yield from self._iter_epoch(epoch)
 
-    def _plan_chunks(self, epoch: int):
+    def _plan_chunks(self, epoch: int) -> Iterator[Plan]:
         # Plans in chunks so that a huge num_batches never needs a huge array of offsets.
         rng = self._rng(epoch)
         B, L1 = self.batch_size, self.seq_len + 1
@@ -308,7 +132,7 @@ class RandomWindows(_Batches):
         for first in range(0, self.num_batches, CHUNK_BATCHES):
             nb = min(CHUNK_BATCHES, self.num_batches - first)
             start = rng.integers(0, high, size=nb * B, dtype=np.int64)
-            yield _Plan(
+            yield Plan(
                 start=start,
                 length=np.full(nb * B, L1, np.int64),
                 piece=None,
@@ -316,12 +140,12 @@ class RandomWindows(_Batches):
                 bounds=np.stack([np.arange(nb) * B, np.arange(1, nb + 1) * B], axis=1),
             )
 
-    def padding_fraction(self, epoch: int | None = None) -> float:
+    def padding_fraction(self, epoch: int | None = None) -> float:  # noqa: ARG002  (the same in every epoch)
         """Always 0: every window is all real tokens."""
         return 0.0
 
 
-class PerSong(_Batches):
+class PerSong(Batches):
     """One piece per row: its first ``seq_len + 1`` tokens (or a random crop), else right-padded.
 
     ``shuffle=True`` (default) visits the pieces in a new seeded order each epoch;
@@ -331,27 +155,15 @@ class PerSong(_Batches):
     Pieces of fewer than 2 tokens (no target) are skipped.
     """
 
-    def __init__(
-        self,
-        corpus,
-        batch_size: int,
-        seq_len: int,
-        seed: int = 0,
-        *,
-        shuffle: bool = True,
-        random_crop: bool = False,
-        drop_last: bool = False,
-        device=None,
-        pin_memory: bool = False,
-    ):
-        super().__init__(corpus, batch_size, seq_len, seed=seed, device=device, pin_memory=pin_memory)
+    def __init__(self, corpus: PreparedCorpus, batch_size: int, seq_len: int, seed: int = 0, *,
+                 shuffle: bool = True, random_crop: bool = False, drop_last: bool = False,
+                 **where: Any):  # device, pin_memory (`Batches`)
+        super().__init__(corpus, batch_size, seq_len, seed, **where)
         self.shuffle, self.random_crop, self.drop_last = bool(shuffle), bool(random_crop), bool(drop_last)
 
-    def _make_plan(self, epoch: int) -> _Plan:
+    def _make_plan(self, epoch: int) -> Plan:
         rng = self._rng(epoch)
-        order = self._usable_pieces()
-        if self.shuffle:
-            order = rng.permutation(order)
+        order = self._ordered_pieces(rng)
         B = self.batch_size
         n_batches = len(order) // B if self.drop_last else -(-len(order) // B)
         order = order[: n_batches * B] if self.drop_last else order
@@ -359,7 +171,7 @@ class PerSong(_Batches):
         length = np.minimum(n, self.seq_len + 1)
         offset = rng.integers(0, n - length + 1) if self.random_crop and len(n) else np.zeros_like(n)
         rows = np.arange(n_batches) * B
-        return _Plan(
+        return Plan(
             start=np.asarray(self.corpus.starts)[order].astype(np.int64) + offset,
             length=length,
             piece=order.astype(np.int64),
@@ -368,7 +180,7 @@ class PerSong(_Batches):
         )
 
 
-class Contiguous(_Batches):
+class Contiguous(Batches):
     """Each row streams whole pieces, segment after segment, across consecutive batches.
 
     A piece of ``n`` tokens gives ``n - 1`` targets, cut into ``ceil((n - 1) / seq_len)``
@@ -390,18 +202,9 @@ class Contiguous(_Batches):
     padding plus each piece's padded last segment). Pieces of fewer than 2 tokens are skipped.
     """
 
-    def __init__(
-        self,
-        corpus,
-        batch_size: int,
-        seq_len: int,
-        seed: int = 0,
-        *,
-        shuffle: bool = False,
-        device=None,
-        pin_memory: bool = False,
-    ):
-        super().__init__(corpus, batch_size, seq_len, seed=seed, device=device, pin_memory=pin_memory)
+    def __init__(self, corpus: PreparedCorpus, batch_size: int, seq_len: int, seed: int = 0, *,
+                 shuffle: bool = False, **where: Any):  # device, pin_memory (`Batches`)
+        super().__init__(corpus, batch_size, seq_len, seed, **where)
         self.shuffle = bool(shuffle)
 
     def _segments(self) -> np.ndarray:
@@ -411,9 +214,7 @@ class Contiguous(_Batches):
     def row_pieces(self, epoch: int | None = None) -> list[list[int]]:
         """The pieces each row plays, in order, in an epoch (default: the next one)."""
         epoch = self.epoch if epoch is None else int(epoch)
-        order = self._usable_pieces()
-        if self.shuffle:
-            order = self._rng(epoch).permutation(order)
+        order = self._ordered_pieces(self._rng(epoch))
         nseg = self._segments()
         rank = np.empty(len(self.corpus.lengths), np.int64)
         rank[order] = np.arange(len(order))  # play position of each piece
@@ -427,7 +228,7 @@ class Contiguous(_Batches):
             heapq.heappush(heap, (load + int(nseg[p]), r))
         return [sorted(row, key=lambda p: rank[p]) for row in rows]
 
-    def _make_plan(self, epoch: int) -> _Plan:
+    def _make_plan(self, epoch: int) -> Plan:
         B, L = self.batch_size, self.seq_len
         nseg = self._segments()
         lengths = np.asarray(self.corpus.lengths).astype(np.int64)
@@ -453,7 +254,7 @@ class Contiguous(_Batches):
                 reset[total, r] = True  # this row's padding starts: its memory is stale
         if T:
             reset[0, :] = True  # a new epoch: no memory carries over
-        return _Plan(
+        return Plan(
             start=start.reshape(-1),
             length=length.reshape(-1),
             piece=piece.reshape(-1),
@@ -465,7 +266,7 @@ class Contiguous(_Batches):
 STRATEGIES = {"random_windows": RandomWindows, "per_song": PerSong, "contiguous": Contiguous}
 
 
-def make_batches(corpus, strategy: str, batch_size: int, seq_len: int, **kw):
+def make_batches(corpus: PreparedCorpus, strategy: str, batch_size: int, seq_len: int, **kw: Any) -> Batches:
     """``"random_windows"`` | ``"per_song"`` | ``"contiguous"`` -> that strategy's batches."""
     try:
         cls = STRATEGIES[strategy]
@@ -474,7 +275,7 @@ def make_batches(corpus, strategy: str, batch_size: int, seq_len: int, **kw):
     return cls(corpus, batch_size, seq_len, **kw)
 
 
-def rows_crossing(batch) -> int:
+def rows_crossing(batch: dict[str, torch.Tensor]) -> int:
     """How many rows of ``batch`` run into a second piece (padding, piece -1, does not count)."""
     p = batch["piece"]
     return int(((p[:, 1:] != p[:, :-1]) & (p[:, 1:] >= 0)).any(dim=1).sum())

@@ -16,9 +16,14 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from ..encoding import EncodingConfig
 
 CACHE_VERSION = 3  # the cache layout (shards + journal with each piece's last step); older caches are ignored
 
@@ -27,7 +32,7 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def cache_folder(out: Path, encoding) -> Path:
+def cache_folder(out: Path, encoding: EncodingConfig) -> Path:
     """Where the cache of a corpus at ``out`` lives for ``encoding``."""
     # The cache is keyed by encoding too, so corpora with other configs can share a folder tree.
     config_key = hashlib.blake2b(json.dumps(encoding.to_dict(), sort_keys=True).encode(), digest_size=6).hexdigest()
@@ -57,11 +62,11 @@ class ShardWriter:
     follow from them (`steps_of`). A worker killed mid-write leaves a torn tail nobody points to.
     """
 
-    def __init__(self, folder: Path, dtype):
+    def __init__(self, folder: Path, dtype: DTypeLike):
         self.folder, self.dtype = folder, np.dtype(dtype)
         self.fd, self.name, self.size = None, None, 0
 
-    def append(self, ids) -> tuple[str, int]:
+    def append(self, ids: ArrayLike) -> tuple[str, int]:
         """Append ``ids``; returns the shard's name and the byte offset they start at."""
         if self.fd is None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,7 @@ class ShardWriter:
 class ShardReader:
     """Reads pieces back from the shard files ``names`` (by position), one open file each."""
 
-    def __init__(self, folder: Path, names: list[str], dtype):
+    def __init__(self, folder: Path, names: list[str], dtype: DTypeLike):
         self.folder, self.names, self.dtype = folder, names, np.dtype(dtype)
         self.fds: dict[int, int] = {}
 
@@ -120,7 +125,7 @@ class Journal:
     off when the journal is next opened. The first line of a hash wins.
     """
 
-    def __init__(self, folder: Path, dtype):
+    def __init__(self, folder: Path, dtype: DTypeLike):
         self.folder, self.itemsize = folder, np.dtype(dtype).itemsize
         self.path = folder / "journal.tsv"
         self.shards: list[str] = []  # shard names; entries refer to them by position

@@ -15,6 +15,8 @@ import numpy as np
 from .cache import CacheEntry, Journal, content_hash
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from .worker import FileResult
 
 
@@ -46,7 +48,7 @@ class Collector:
     """Takes each file's outcome (`on_result`, `on_failure`): into the `FileTable`, new ones into
     the journal too, and counts them on the progress bar."""
 
-    def __init__(self, files: list[str], journal: Journal, bar, t0: float):
+    def __init__(self, files: list[str], journal: Journal, bar: tqdm | None, t0: float):
         self.table = FileTable(files)
         self.journal, self.bar, self.t0 = journal, bar, t0
         self.encoded = self.cached = self.notes = self.failed = 0

@@ -25,16 +25,23 @@ small corpora: batches are then cut without any host-to-device copy).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..encoding import Tokenizer
 from .splits import SPLITS
 
+if TYPE_CHECKING:
+    import torch
+
+    Array = np.ndarray | torch.Tensor  # (a corpus on a torch device holds tensors)
+
 
 class PreparedCorpus:
-    def __init__(self, path, split: str = "train", location: str = "disk", base: bool = False):
+    def __init__(self, path: str | os.PathLike, split: str = "train", location: str = "disk", base: bool = False):
         self.path = Path(path)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -90,14 +97,15 @@ class PreparedCorpus:
     def n_tokens(self) -> int:
         return int(self.lengths.sum())
 
-    def piece(self, i: int):
+    def piece(self, i: int) -> tuple[Array, Array]:
         """Token ids and time steps of piece ``i`` (views on disk/RAM/GPU, no copy)."""
         s, n = int(self.starts[i]), int(self.lengths[i])
         return self.tokens[s : s + n], self.steps[s : s + n]
 
-    def window(self, start: int, length: int):
+    def window(self, start: int, length: int) -> tuple[Array, Array]:
         """``length`` tokens (and steps) of the whole split seen as one long sequence."""
         return self.tokens[start : start + length], self.steps[start : start + length]
 
     def __repr__(self) -> str:
-        return f"PreparedCorpus({str(self.path)!r}, split={self.split!r}, pieces={len(self)}, tokens={self.n_tokens}, location={self.location!r})"
+        return (f"PreparedCorpus({str(self.path)!r}, split={self.split!r}, pieces={len(self)}, tokens={self.n_tokens}, "
+                f"location={self.location!r})")

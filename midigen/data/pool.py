@@ -16,12 +16,20 @@ import threading
 import time
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..encoding import Tokenizer
-from .assemble import Written
+from .assemble import Part, Written
 from .worker import worker_main
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
+
+    from .worker import FileResult
 
 STARTUP_LIMIT = 300.0  # seconds a worker may take to start (imports) before it is replaced
 CHUNK = 32  # files per message to a worker: amortises inter-process overhead on tiny files
@@ -47,7 +55,7 @@ def _start_method(requested: str | None) -> str:
 class Worker:
     """A worker process as the parent sees it: its pipe, its shared clock, the files it holds."""
 
-    def __init__(self, ctx, args, inherited=()):
+    def __init__(self, ctx: BaseContext, args: tuple, inherited: Iterable[Connection] = ()):
         self.conn, child = ctx.Pipe()
         self.now = ctx.RawArray("d", 2)  # [files started, when the current one started (0: idle)]
         # A forked worker is handed the parent's pipe ends it inherits (its own, the other
@@ -61,7 +69,7 @@ class Worker:
         self.since = time.monotonic()  # when it was started
         self.ready = False  # start-up (imports) is not counted against the per-file time limit
 
-    def send(self, message, files):
+    def send(self, message: object, files: list[int]) -> None:
         self.pending.extend(files)
         self.conn.send(message)
 
@@ -79,7 +87,7 @@ class Worker:
         since = self.now[1]
         return now - since if since else 0.0
 
-    def kill(self):
+    def kill(self) -> None:
         self.proc.kill()
         self.proc.join()
         self.conn.close()
@@ -88,7 +96,8 @@ class Worker:
 class Pool:
     """Worker processes, started before the file scan so their start-up overlaps it."""
 
-    def __init__(self, workers: int, shards: Path, tokenizer: Tokenizer, known: np.ndarray, start_method: str | None = None):
+    def __init__(self, workers: int, shards: Path, tokenizer: Tokenizer, known: np.ndarray,
+                 start_method: str | None = None):
         _start_method(start_method)  # (an unknown method fails here, before any process starts)
         self.start_method = start_method
         self.args = (str(shards), tokenizer.config.to_dict(), known.tobytes())
@@ -129,7 +138,8 @@ class Pool:
                 "workers=0 to encode in this process.")
         self.replace(i)
 
-    def run(self, paths, timeout: float, on_result, on_failure) -> int:
+    def run(self, paths: Sequence[str], timeout: float, on_result: Callable[[FileResult], None],
+            on_failure: Callable[[int, str], None]) -> int:
         """Encode ``paths``; returns the number of workers restarted.
 
         Files travel as (index, path) and come back as ``on_result(FileResult)``. A file that
@@ -138,77 +148,21 @@ class Pool:
         the rest of its lists are queued again. A worker that dies before it is ready blames no
         file.
         """
-        pool = self.workers
-        again: list[int] = []  # files to send again (a replaced worker's), before the rest
-        fresh = iter(range(len(paths)))  # (no list of 176k ints: the parent stays small)
-        left = [len(paths)]  # files neither sent nor requeued
-
-        def feed(w: Worker):
-            # Guided scheduling: lists of CHUNK files, shrinking as the run nears its end (and the
-            # queue with them), so no worker is left with a long list while the other one idles.
-            while again or left[0]:
-                size = max(1, min(CHUNK, (len(again) + left[0]) // (2 * len(pool))))
-                if len(w.pending) >= 2 * size:  # two lists queued: never idle
-                    return
-                chunk = [again.pop() for _ in range(min(size, len(again)))]
-                k = min(size - len(chunk), left[0])
-                chunk += [next(fresh) for _ in range(k)]
-                left[0] -= k
-                w.send([(i, paths[i]) for i in chunk], chunk)
-
-        def fail_current(w: Worker, reason: str):
-            k = w.current()
-            on_failure(w.pending[k], reason)
-            again.extend(reversed(w.pending[:k] + w.pending[k + 1 :]))
-            w.pending.clear()
-
-        def requeue_all(w: Worker):
-            again.extend(reversed(w.pending))
-            w.pending.clear()
-
-        for w in pool:
-            feed(w)
-        while any(w.pending for w in pool):
-            ready = wait([w.conn for w in pool if w.pending], timeout=min(1.0, timeout))
+        run = _Run(self, paths, timeout, on_result, on_failure)
+        for w in self.workers:
+            run.feed(w)
+        while any(w.pending for w in self.workers):
+            ready = wait([w.conn for w in self.workers if w.pending], timeout=min(1.0, timeout))
             for conn in ready:
-                i, w = next((i, w) for i, w in enumerate(pool) if w.conn is conn)
-                try:
-                    while w.pending and conn.poll():  # drain everything this worker has sent
-                        results = conn.recv()
-                        if isinstance(results, str):  # "ready"
-                            w.ready = True
-                            continue
-                        del w.pending[: len(results)]
-                        w.answered += len(results)
-                        for r in results:
-                            on_result(r)
-                except (EOFError, OSError):
-                    w.proc.join(timeout=1)
-                    code = w.proc.exitcode
-                    w.kill()
-                    if w.ready:
-                        fail_current(w, f"worker process died while encoding (exit code {code})")
-                        self.replace(i)
-                    else:  # died starting up (imports; a script without the __main__ guard)
-                        requeue_all(w)
-                        self._start_failed(i)
-                    continue
-                feed(w)
-            now = time.monotonic()
-            for i, w in enumerate(pool):
-                if not w.ready and now - w.since > STARTUP_LIMIT:  # a worker that never started
-                    w.kill()
-                    requeue_all(w)
-                    self._start_failed(i)
-                elif w.pending and w.ready and w.busy_for(now) > timeout:
-                    w.kill()
-                    fail_current(w, f"timed out after {timeout:g} s")
-                    self.replace(i)
-            for w in pool:
-                feed(w)
+                i, w = next((i, w) for i, w in enumerate(self.workers) if w.conn is conn)
+                if run.receive(i, w):
+                    run.feed(w)
+            run.check_clocks(time.monotonic())
+            for w in self.workers:
+                run.feed(w)
         return self.restarts
 
-    def map_parts(self, parts) -> list:
+    def map_parts(self, parts: list[Part]) -> list:
         """`write_part` over ``parts`` in the workers (one part in flight per worker)."""
         results = [None] * len(parts)
         todo = list(reversed(range(len(parts))))
@@ -226,8 +180,8 @@ class Pool:
                     while not isinstance(msg, Written):  # a late "ready"
                         msg = conn.recv()
                 except (EOFError, OSError):
-                    raise RuntimeError(f"a worker died while writing the split files (exit code "
-                                       f"{w.proc.exitcode}); run prepare again: the cache keeps every encoded file") from None
+                    raise RuntimeError(f"a worker died while writing the split files (exit code {w.proc.exitcode}); "
+                                       "run prepare again: the cache keeps every encoded file") from None
                 results[k] = msg.tokens
                 if todo:
                     k = todo.pop()
@@ -245,3 +199,76 @@ class Pool:
             w.proc.join(timeout=5)
             if w.proc.is_alive():
                 w.proc.kill()
+
+
+class _Run:
+    """One `Pool.run`: the files still to send, and what becomes of each worker's messages."""
+
+    def __init__(self, pool: Pool, paths: Sequence[str], timeout: float, on_result: Callable[[FileResult], None],
+                 on_failure: Callable[[int, str], None]):
+        self.pool, self.paths, self.timeout = pool, paths, timeout
+        self.on_result, self.on_failure = on_result, on_failure
+        self.again: list[int] = []  # files to send again (a replaced worker's), before the rest
+        self.fresh = iter(range(len(paths)))  # (no list of 176k ints: the parent stays small)
+        self.left = len(paths)  # files neither sent nor requeued
+
+    def feed(self, w: Worker) -> None:
+        # Guided scheduling: lists of CHUNK files, shrinking as the run nears its end (and the
+        # queue with them), so no worker is left with a long list while the other one idles.
+        n_workers = len(self.pool.workers)
+        while self.again or self.left:
+            size = max(1, min(CHUNK, (len(self.again) + self.left) // (2 * n_workers)))
+            if len(w.pending) >= 2 * size:  # two lists queued: never idle
+                return
+            chunk = [self.again.pop() for _ in range(min(size, len(self.again)))]
+            k = min(size - len(chunk), self.left)
+            chunk += [next(self.fresh) for _ in range(k)]
+            self.left -= k
+            w.send([(i, self.paths[i]) for i in chunk], chunk)
+
+    def fail_current(self, w: Worker, reason: str) -> None:
+        k = w.current()
+        self.on_failure(w.pending[k], reason)
+        self.again.extend(reversed(w.pending[:k] + w.pending[k + 1 :]))
+        w.pending.clear()
+
+    def requeue_all(self, w: Worker) -> None:
+        self.again.extend(reversed(w.pending))
+        w.pending.clear()
+
+    def receive(self, i: int, w: Worker) -> bool:
+        """Take everything worker ``i`` has sent; False if it died (it is replaced then)."""
+        try:
+            while w.pending and w.conn.poll():
+                results = w.conn.recv()
+                if isinstance(results, str):  # "ready"
+                    w.ready = True
+                    continue
+                del w.pending[: len(results)]
+                w.answered += len(results)
+                for r in results:
+                    self.on_result(r)
+        except (EOFError, OSError):
+            w.proc.join(timeout=1)
+            code = w.proc.exitcode
+            w.kill()
+            if w.ready:
+                self.fail_current(w, f"worker process died while encoding (exit code {code})")
+                self.pool.replace(i)
+            else:  # died starting up (imports; a script without the __main__ guard)
+                self.requeue_all(w)
+                self.pool._start_failed(i)
+            return False
+        return True
+
+    def check_clocks(self, now: float) -> None:
+        """Replace the workers that never started and those stuck on a file past the time limit."""
+        for i, w in enumerate(self.pool.workers):
+            if not w.ready and now - w.since > STARTUP_LIMIT:  # a worker that never started
+                w.kill()
+                self.requeue_all(w)
+                self.pool._start_failed(i)
+            elif w.pending and w.ready and w.busy_for(now) > self.timeout:
+                w.kill()
+                self.fail_current(w, f"timed out after {self.timeout:g} s")
+                self.pool.replace(i)

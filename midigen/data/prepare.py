@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,11 +93,11 @@ class PrepareResult:
 
 
 def prepare(
-    sources,
-    out,
+    sources: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
     encoding: EncodingConfig | None = None,
     config: PrepareConfig | None = None,
-    **overrides,
+    **overrides: object,
 ) -> PrepareResult:
     """Encode every MIDI file under ``sources`` into a prepared corpus at ``out``.
 
@@ -154,17 +155,19 @@ def _check_tokenizer(out: Path, encoding: EncodingConfig) -> Tokenizer:
         try:
             Tokenizer.load(out, expected=encoding)
         except VocabError as exc:
-            raise VocabError(f"{out} holds a corpus prepared differently; use another --out or delete it ({exc})") from None
+            raise VocabError(f"{out} holds a corpus prepared differently; use another --out or delete it "
+                             f"({exc})") from None
     return Tokenizer(encoding)
 
 
-def _start_pool(workers: int | None, cache: Path, tokenizer: Tokenizer, journal: Journal, start_method: str | None) -> Pool | None:
+def _start_pool(workers: int | None, cache: Path, tokenizer: Tokenizer, journal: Journal,
+                start_method: str | None) -> Pool | None:
     """The worker processes (one per core by default); None for ``workers=0``."""
     n_workers = (os.cpu_count() or 1) if workers is None else workers
     return Pool(n_workers, cache / "shards", tokenizer, journal.known, start_method) if n_workers > 0 else None
 
 
-def _find_files(sources) -> list[str]:
+def _find_files(sources: list[str]) -> list[str]:
     files = find_midi_files(sources, as_str=True)
     if not files:
         raise FileNotFoundError("no .mid/.midi files under: " + ", ".join(map(str, sources)))

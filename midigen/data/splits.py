@@ -44,8 +44,8 @@ def plan_splits(table: FileTable, seed: int, valid_fraction: float, test_fractio
     kept = np.sort(ok[first])
     same_as = ok[first[inverse.ravel()]]
     dup = np.flatnonzero(ok != same_as)
-    duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok[dup], same_as[dup])]
-    where = np.array([SPLITS.index(split_of(h.decode(), seed, valid_fraction, test_fraction)) for h in table.hashes[kept]],
-                     np.int8).reshape(-1)
+    duplicate_files = [{"path": files[i], "same_as": files[j]} for i, j in zip(ok[dup], same_as[dup], strict=True)]
+    where = np.array([SPLITS.index(split_of(h.decode(), seed, valid_fraction, test_fraction))
+                      for h in table.hashes[kept]], np.int8).reshape(-1)
     by_split = {s: kept[where == k] for k, s in enumerate(SPLITS)}
     return SplitPlan(kept, by_split, duplicate_files)

@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,10 @@ from ..errors import MidiError
 from ..midi import Score
 from .assemble import Part, Written, write_part
 from .cache import ShardWriter, content_hash, find_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from multiprocessing.connection import Connection
 
 SEND_EVERY = 0.05  # seconds: a worker reports at least this often while it works through a list
 
@@ -85,7 +89,8 @@ def _keep_heap() -> None:
     mallopt(M_TOP_PAD, 16 << 20)  # and grown 16 MB at a time
 
 
-def worker_main(conn, now, shards: str, config: dict, known: bytes, inherited=()) -> None:
+def worker_main(conn: Connection, now: ctypes.Array, shards: str, config: dict, known: bytes,
+                inherited: Iterable[Connection] = ()) -> None:
     """Worker process: receive lists of paths, send back lists of results.
 
     Results go back in batches (at the end of each list, or every `SEND_EVERY` seconds), so the

@@ -11,6 +11,9 @@ tests. Both give identical tokens. `decode` goes back to a `Score`; the module-l
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from .config import ENCODING_VERSION, EncodingConfig
 from .index import Tokens, decode_position, encode_notes, encode_position, steps_of
 from .position import GAP, TEMPO, PositionScore, SortedNotes, sorted_notes
@@ -19,6 +22,11 @@ from .sparse import SparseScore
 from .tokenizer import KIND_NAMES, Tokenizer, _as_score, as_score
 from .vocab import SPECIALS
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..midi import Score
+
 __all__ = [
     "ENCODING_VERSION", "EncodingConfig", "GAP", "KIND_NAMES", "PositionScore", "QuantisedScore", "SPECIALS",
     "SortedNotes", "SparseScore", "TEMPO", "Tokenizer", "Tokens", "as_score", "decode", "decode_position", "encode",
@@ -26,7 +34,7 @@ __all__ = [
 ]
 
 
-def _tokenizer(tokenizer) -> Tokenizer:
+def _tokenizer(tokenizer: Tokenizer | EncodingConfig | None) -> Tokenizer:
     if tokenizer is None:
         return Tokenizer()
     if isinstance(tokenizer, EncodingConfig):
@@ -36,18 +44,18 @@ def _tokenizer(tokenizer) -> Tokenizer:
     return tokenizer
 
 
-def encode(score, tokenizer: Tokenizer | EncodingConfig | None = None) -> Tokens:
+def encode(score: Score | str | os.PathLike, tokenizer: Tokenizer | EncodingConfig | None = None) -> Tokens:
     """MIDI file or `Score` -> `Tokens`: ``tokenizer.encode(score)`` (default: `Tokenizer()`)."""
     return _tokenizer(tokenizer).encode(score)
 
 
-def encode_via_sparse(score, tokenizer: Tokenizer | EncodingConfig | None = None) -> Tokens:
+def encode_via_sparse(score: Score | str | os.PathLike, tokenizer: Tokenizer | EncodingConfig | None = None) -> Tokens:
     """Like `encode` (base ids), but through the dense `SparseScore` (slow on long pieces; for teaching)."""
     tokenizer = _tokenizer(tokenizer)
     sparse = SparseScore.from_score(_as_score(score), tokenizer.config)
     return encode_position(sparse.to_position(), tokenizer)
 
 
-def decode(ids, tokenizer: Tokenizer | EncodingConfig | None = None, *, strict: bool = False):
+def decode(ids: ArrayLike, tokenizer: Tokenizer | EncodingConfig | None = None, *, strict: bool = False) -> Score:
     """Token ids -> `Score`: ``tokenizer.decode(ids, strict=strict)``."""
     return _tokenizer(tokenizer).decode(ids, strict=strict)

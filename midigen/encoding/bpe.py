@@ -20,18 +20,28 @@ lookup). The grammar of merged tokens is derived from the base grammar (`grammar
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import VocabError
+from .grammar import C_GAP_DUR, contexts
 from .index import Tokens
 from .vocab import K_EOS, K_PAD, K_SOS, Vocab
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike, DTypeLike
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from .tokenizer import Tokenizer
 
 CHAR_BASE = 0x4E00  # CJK block: ~20k printable characters, no whitespace among them
 LEGACY_FORMAT = "midigen.bpe"  # the BPE file of midigen before `Tokenizer` (read, never written)
 
 
-def _chars(ids) -> str:
+def _chars(ids: ArrayLike) -> str:
     return "".join(map(chr, (np.asarray(ids) + CHAR_BASE).tolist()))
 
 
@@ -59,7 +69,8 @@ def _from_hf(model: dict, n_base: int):
     return pieces[n_base:], [(vocab[a], vocab[b]) for a, b in merges]
 
 
-def train(pieces, table: Vocab, vocab_size: int, min_frequency: int = 2):
+def train(pieces: Iterable[Tokens | tuple[np.ndarray, np.ndarray]], table: Vocab, vocab_size: int,
+          min_frequency: int = 2) -> tuple[list[list[int]], list[tuple[int, int]]]:
     """Learn merges from ``pieces`` (`Tokens` or (ids, steps) pairs of base ids).
 
     Returns ``(merged, merges)``: the base ids of each new token (ids ``len(table)`` on) and the
@@ -86,7 +97,7 @@ def train(pieces, table: Vocab, vocab_size: int, min_frequency: int = 2):
     return _from_hf(json.loads(tok.to_str())["model"], len(table))
 
 
-def build(pieces: list, merges: list):
+def build(pieces: list, merges: list) -> HFTokenizer:
     """The Rust BPE tokenizer for ``pieces`` (base ids of every id) and ``merges`` (id pairs)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -97,7 +108,7 @@ def build(pieces: list, merges: list):
     return tok
 
 
-def apply(hf, tokens: Tokens, table: Vocab, lengths: np.ndarray, dtype) -> Tokens:
+def apply(hf: HFTokenizer, tokens: Tokens, table: Vocab, lengths: np.ndarray, dtype: DTypeLike) -> Tokens:
     """Base tokens -> merged tokens; each merged token keeps its action's time step."""
     acts = actions(tokens.ids, tokens.steps, table)
     enc = hf.encode([_chars(a) for a in acts], is_pretokenized=True)
@@ -108,7 +119,7 @@ def apply(hf, tokens: Tokens, table: Vocab, lengths: np.ndarray, dtype) -> Token
     return Tokens(ids.astype(dtype), steps.astype(np.int32), dict(tokens.stats))
 
 
-def read_legacy(d: dict, where: str):
+def read_legacy(d: dict, where: str) -> tuple[dict, list, list]:
     """(encoding config dict, merged pieces, merges) from a ``midigen.bpe`` file's JSON."""
     if d.get("version") != 1:
         raise VocabError(f"{where}: BPE tokenizer version {d.get('version')} is not supported")
@@ -120,3 +131,29 @@ def read_legacy(d: dict, where: str):
     except (KeyError, TypeError, ValueError) as exc:
         raise VocabError(f"{where}: malformed BPE tokenizer ({exc}); re-run `midigen prepare`") from None
     return vocab, merged, merges
+
+
+def straddling(tokenizer: Tokenizer, ids: ArrayLike, base_steps: ArrayLike) -> np.ndarray:
+    """Which tokens of ``ids`` cover base tokens of more than one time step (a bool per token),
+    given the time step of every base token they stand for (``base_steps``). Action-aware merges
+    never straddle; merges learnt blind to time do."""
+    ids = np.asarray(ids, np.int64)
+    if len(ids) == 0:
+        return np.zeros(0, bool)
+    lengths = tokenizer.lengths[ids]
+    starts = np.cumsum(lengths) - lengths
+    steps = np.asarray(base_steps)
+    return np.maximum.reduceat(steps, starts) != np.minimum.reduceat(steps, starts)
+
+
+def crossing_steps(tokenizer: Tokenizer, ids: ArrayLike) -> np.ndarray:
+    """Positions of the tokens of ``ids`` inside which time moves on: a gap's duration that is not
+    the last base token of its merged token. From the ids alone (no time steps needed): e.g. a
+    sampled token that begins with a duration right after a bare ``<sep>``, where the corpus only
+    had it as a note's duration."""
+    ids = np.asarray(ids, np.int64)
+    lengths = tokenizer.lengths[ids]
+    gap_end = contexts(tokenizer.table.kind[tokenizer.to_base(ids)]) == C_GAP_DUR  # time moves on after these
+    gap_end[np.cumsum(lengths) - 1] = False  # ... not counting those that end a token
+    owner = np.repeat(np.arange(len(ids)), lengths)  # the token each base token belongs to
+    return np.unique(owner[gap_end])

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import JSONConfig, opt
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 #: Bump when the token layout changes in a way that makes old token files undecodable.
 ENCODING_VERSION = 1
@@ -58,7 +62,7 @@ class EncodingConfig(JSONConfig):
             raise ValueError("need 0 < min_tempo < max_tempo")
 
     @classmethod
-    def blog(cls, **overrides) -> "EncodingConfig":
+    def blog(cls, **overrides) -> EncodingConfig:
         """The blog's scheme exactly: one instrument-free stream of notes, no tempo tokens.
 
         Drum notes have no pitch in this scheme, so they are dropped (and counted).
@@ -81,7 +85,7 @@ class EncodingConfig(JSONConfig):
         values.flags.writeable = False
         return values
 
-    def tempo_bin(self, qpm) -> np.ndarray:
+    def tempo_bin(self, qpm: ArrayLike) -> np.ndarray:
         """Index of the nearest tempo token (on a log scale) for each qpm value."""
         values = self._tempo_values
         q = np.clip(np.asarray(qpm, np.float64), values[0], values[-1])
@@ -93,7 +97,7 @@ class EncodingConfig(JSONConfig):
         return {"version": ENCODING_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EncodingConfig":
+    def from_dict(cls, d: dict) -> EncodingConfig:
         d = dict(d)
         version = d.pop("version", ENCODING_VERSION)
         if version != ENCODING_VERSION:
@@ -103,7 +107,7 @@ class EncodingConfig(JSONConfig):
             )
         return super().from_dict(d)
 
-    def diff(self, other: "EncodingConfig") -> dict:
+    def diff(self, other: EncodingConfig) -> dict:
         """Fields whose values differ: ``{name: (self_value, other_value)}``."""
         a, b = asdict(self), asdict(other)
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}

@@ -18,9 +18,14 @@ writes it (``... <sep> d{to the end} <eos>``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 # Contexts: the kind of the last token, durations split by what they measure.
 C_START, C_SOS, C_SEP, C_NOTE, C_NOTE_DUR, C_GAP_DUR, C_INSTR, C_TEMPO, C_END = range(9)
@@ -103,7 +108,7 @@ class Grammar:
         self.has_duration = (k_all == K_DUR).any(1)
         self._pieces = pieces
 
-    def _base(self, ids):
+    def _base(self, ids: ArrayLike):
         """Base ids of ``ids`` and the base position where each token ends."""
         ids = np.asarray(ids, np.int64)
         if self._pieces.shape[1] == 1:
@@ -111,7 +116,7 @@ class Grammar:
         p = self._pieces[ids]
         return p[p >= 0], np.cumsum(self.lengths[ids]) - 1
 
-    def violations(self, ids, min_length: int = 0) -> np.ndarray:
+    def violations(self, ids: ArrayLike, min_length: int = 0) -> np.ndarray:
         """Positions of the tokens that the grammar does not allow where they stand (vectorised).
 
         ``min_length``: no ``<eos>`` before this many tokens (as the sampler's ``min_length``).
@@ -129,7 +134,7 @@ class Grammar:
         ok &= ~(self.has_eos[ids] & (np.arange(len(ids)) < min_length))
         return np.flatnonzero(~ok)
 
-    def explain(self, ids, i: int, min_length: int = 0) -> str:
+    def explain(self, ids: ArrayLike, i: int, min_length: int = 0) -> str:
         """Why token ``i`` of ``ids`` breaks the grammar, in words."""
         ids = np.asarray(ids, np.int64)
         base, ends = self._base(ids[: i + 1])

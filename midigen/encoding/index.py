@@ -28,6 +28,9 @@ from .position import GAP, TEMPO, PositionScore, SortedNotes, _split_gap, layout
 from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..midi import Score
     from .tokenizer import Tokenizer
 
 
@@ -43,9 +46,9 @@ class Tokens:
     ids: np.ndarray
     steps: np.ndarray
     stats: dict = field(default_factory=dict)
-    tokenizer: "Tokenizer | None" = field(default=None, repr=False, compare=False)
+    tokenizer: Tokenizer | None = field(default=None, repr=False, compare=False)
 
-    def to_score(self, tokenizer: "Tokenizer | None" = None):
+    def to_score(self, tokenizer: Tokenizer | None = None) -> Score:
         """Decode to a `midigen.Score` with ``tokenizer``, else the one that made these tokens."""
         tok = tokenizer or self.tokenizer
         if tok is None:
@@ -57,20 +60,20 @@ class Tokens:
         return len(self.ids)
 
 
-def encode_position(pos: PositionScore, tokenizer: "Tokenizer") -> Tokens:
+def encode_position(pos: PositionScore, tokenizer: Tokenizer) -> Tokens:
     """A position score to base ids (the teaching path; `encode_notes` is the production one)."""
     vocab = tokenizer.table
     cfg = vocab.config
     if pos.config != cfg:
         raise ValueError(f"position score was made with another config: {pos.config.diff(cfg)}")
-    P, V, I, S = pos.pitch, pos.value, pos.instrument, pos.step
+    P, V, Ins, S = pos.pitch, pos.value, pos.instrument, pos.step
     note = np.flatnonzero(P >= 0)
     other = np.flatnonzero(P < 0)
     # tokens per row: tempo 1, gap 2 (<sep> d), note 2 (n d) + 1 when the instrument changes
     counts = np.where(P == TEMPO, 1, 2)
     change = None
     if cfg.instruments and len(note):
-        ni = I[note]
+        ni = Ins[note]
         change = np.empty(len(ni), bool)
         change[0] = True
         np.not_equal(ni[1:], ni[:-1], out=change[1:])
@@ -101,7 +104,7 @@ def encode_position(pos: PositionScore, tokenizer: "Tokenizer") -> Tokens:
     return Tokens(ids.astype(tokenizer.dtype), steps.astype(np.int32), dict(pos.stats))
 
 
-def encode_notes(notes: SortedNotes, tokenizer: "Tokenizer") -> Tokens:
+def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
     """The production path: sorted, de-duplicated notes straight to base ids, no rows in between.
 
     Gives exactly ``encode_position(layout(notes))`` (the tests hold it to that); it exists
@@ -172,7 +175,7 @@ def encode_notes(notes: SortedNotes, tokenizer: "Tokenizer") -> Tokens:
     return Tokens(ids.astype(tokenizer.dtype), tsteps.astype(np.int32), stats)
 
 
-def steps_of(ids, tokenizer: "Tokenizer", starts=None) -> np.ndarray:
+def steps_of(ids: ArrayLike, tokenizer: Tokenizer, starts: ArrayLike | None = None) -> np.ndarray:
     """The time step of every token (`Tokens.steps`), recomputed from base ids alone.
 
     Time moves only after a gap (``<sep> dN``: the next token is N steps later), so a token's step
@@ -211,7 +214,7 @@ def steps_of(ids, tokenizer: "Tokenizer", starts=None) -> np.ndarray:
     return np.cumsum(inc[:n], dtype=np.int32)
 
 
-def decode_position(ids, tokenizer: "Tokenizer", strict: bool = False) -> PositionScore:
+def decode_position(ids: ArrayLike, tokenizer: Tokenizer, strict: bool = False) -> PositionScore:
     """Token ids (base or merged) back to a position score.
 
     Reading stops at the first ``<eos>``. With ``strict=True`` any break of the grammar raises
@@ -265,7 +268,7 @@ def decode_position(ids, tokenizer: "Tokenizer", strict: bool = False) -> Positi
     return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
 
 
-def _check_grammar(ids, tokenizer: "Tokenizer") -> None:
+def _check_grammar(ids: ArrayLike, tokenizer: Tokenizer) -> None:
     if len(ids) == 0:
         raise DecodeError("empty token sequence (expected <sos> ...)")
     grammar = tokenizer.grammar

@@ -16,12 +16,16 @@ vectorised offsets, never building the dense sparse score.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..midi import DRUMS, Score
 from .config import EncodingConfig
 from .quantise import QuantisedScore, quantise
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 GAP = -1
 TEMPO = -2
@@ -58,11 +62,11 @@ class PositionScore:
 
     # ---------------------------------------------------------------- encode
     @classmethod
-    def from_score(cls, score: Score, config: EncodingConfig) -> "PositionScore":
+    def from_score(cls, score: Score, config: EncodingConfig) -> PositionScore:
         return cls.from_quantised(quantise(score, config))
 
     @classmethod
-    def from_quantised(cls, q: QuantisedScore) -> "PositionScore":
+    def from_quantised(cls, q: QuantisedScore) -> PositionScore:
         """Sort notes by (step, instrument, pitch), merge duplicates (longest wins), lay out rows."""
         return layout(sorted_notes(q))
 
@@ -155,7 +159,8 @@ def layout(notes: SortedNotes) -> PositionScore:
     this runs once per file of a corpus, so it also avoids numpy calls it does not need.
     """
     onset, inst, pitch, dur = notes.onset, notes.instrument, notes.pitch, notes.duration
-    tempo_step, tempo_bin, length, cfg, stats = notes.tempo_step, notes.tempo_bin, notes.length, notes.config, notes.stats
+    tempo_step, tempo_bin, length = notes.tempo_step, notes.tempo_bin, notes.length
+    cfg, stats = notes.config, notes.stats
     maxd = cfg.max_duration
     n = len(onset)
     new = np.empty(n, bool)
@@ -190,7 +195,7 @@ def layout(notes: SortedNotes) -> PositionScore:
 
     P = np.empty(total, np.int16)
     V = np.empty(total, np.int64)
-    I = np.full(total, -1, np.int16)
+    Ins = np.full(total, -1, np.int16)
     S = np.empty(total, np.int64)
 
     if lead_rows:  # leading silence
@@ -203,7 +208,7 @@ def layout(notes: SortedNotes) -> PositionScore:
     # note rows: rank within the step = index - index of the step's first note
     first_note = np.cumsum(n_notes_at) - n_notes_at
     r = (base + has_tempo - first_note)[si_note] + np.arange(n)
-    P[r], V[r], I[r], S[r] = pitch, dur, inst, onset
+    P[r], V[r], Ins[r], S[r] = pitch, dur, inst, onset
     # gap rows: after the step's notes
     if simple_gaps:
         r = csum - 1 + lead_rows
@@ -215,13 +220,13 @@ def layout(notes: SortedNotes) -> PositionScore:
         P[r] = GAP
         V[r] = _split_gap(gaps, n_gap_rows, maxd)
         S[r] = steps[g_steps]
-    return PositionScore(P, V, I, S, end, cfg, stats)
+    return PositionScore(P, V, Ins, S, end, cfg, stats)
 
 
 _ZERO = np.zeros(1, np.int64)
 
 
-def _split_gap(gaps, n_rows, maxd):
+def _split_gap(gaps: ArrayLike, n_rows: ArrayLike, maxd: int) -> np.ndarray:
     """Each gap as ``n_rows`` pieces: ``maxd`` each, the last one the remainder."""
     gaps, n_rows = np.asarray(gaps), np.asarray(n_rows)
     rep = np.repeat(gaps, n_rows)

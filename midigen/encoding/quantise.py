@@ -103,7 +103,7 @@ def _tempo_events(score: Score, cfg: EncodingConfig, onset: np.ndarray):
     return steps[change].astype(np.int64), bins[change].astype(np.int64)
 
 
-def _has_long_gap(onset, max_silence) -> bool:
+def _has_long_gap(onset: np.ndarray, max_silence: int) -> bool:
     # Tempo steps lie between onsets, so they can only split gaps: onsets alone decide.
     if onset.max() <= max_silence:
         return False
@@ -111,7 +111,7 @@ def _has_long_gap(onset, max_silence) -> bool:
     return bool(s[0] > max_silence or np.diff(s).max() > max_silence)
 
 
-def _shorten_silences(onset, tempo_step, max_silence):
+def _shorten_silences(onset: np.ndarray, tempo_step: np.ndarray, max_silence: int):
     """Shorten every gap between consecutive event steps (and before the first) to max_silence."""
     steps = np.unique(np.concatenate([_ZERO, onset, tempo_step]))
     gaps = np.diff(steps)

@@ -37,7 +37,7 @@ class SparseScore:
         return self.array.shape[1]
 
     @classmethod
-    def from_score(cls, score: Score, config: EncodingConfig) -> "SparseScore":
+    def from_score(cls, score: Score, config: EncodingConfig) -> SparseScore:
         q = quantise(score, config)
         instruments, row = np.unique(q.instrument, return_inverse=True)
         n_steps = max(q.length, int(q.tempo_step.max(initial=0)) + 1, 1)
@@ -63,7 +63,7 @@ class SparseScore:
         ))
 
     @classmethod
-    def from_position(cls, pos: PositionScore) -> "SparseScore":
+    def from_position(cls, pos: PositionScore) -> SparseScore:
         """The decode direction: place each note row of a position score in the array."""
         note = pos.is_note
         instruments, row = np.unique(pos.instrument[note], return_inverse=True)

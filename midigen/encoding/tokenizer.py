@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,11 @@ from .index import Tokens, decode_position, encode_notes
 from .position import sorted_notes
 from .quantise import quantise
 from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike
 
 FORMAT = "midigen.tokenizer"
 VERSION = 1
@@ -50,7 +56,7 @@ for _k, _v in {K_PAD: SPECIAL, K_SOS: SPECIAL, K_EOS: SPECIAL, K_SEP: GAP, K_NOT
     _KIND_OF_BASE[_k] = _v
 
 
-def _as_score(score) -> Score:
+def _as_score(score: Score | str | os.PathLike) -> Score:
     if isinstance(score, Score):
         return score
     if isinstance(score, (str, os.PathLike)):
@@ -58,7 +64,7 @@ def _as_score(score) -> Score:
     raise TypeError(f"expected a Score or a path to a MIDI file, got {type(score).__name__}")
 
 
-def as_score(music, tokenizer: "Tokenizer | None" = None) -> Score:
+def as_score(music: Score | str | os.PathLike | Tokens | ArrayLike, tokenizer: Tokenizer | None = None) -> Score:
     """A `Score` from what people hold: a `Score`, a MIDI file's path, or `Tokens` / token ids.
 
     Tokens decode with ``tokenizer`` if given, else with the tokenizer they carry (`Tokens.tokenizer`:
@@ -66,7 +72,8 @@ def as_score(music, tokenizer: "Tokenizer | None" = None) -> Score:
     """
     if isinstance(music, Tokens):
         return music.to_score(tokenizer)
-    if isinstance(music, np.ndarray) or isinstance(music, (list, tuple)) and music and isinstance(music[0], (int, np.integer)):
+    ids = isinstance(music, (list, tuple)) and music and isinstance(music[0], (int, np.integer))
+    if isinstance(music, np.ndarray) or ids:
         if tokenizer is None:
             raise TypeError("token ids need their tokenizer: pass tokenizer= (the Tokenizer that made them)")
         return tokenizer.decode(music)
@@ -82,7 +89,8 @@ class Tokenizer:
     `train_bpe` returns one with merges; `load` reads one back.
     """
 
-    def __init__(self, config: EncodingConfig | None = None, merged=(), merges=()):
+    def __init__(self, config: EncodingConfig | None = None, merged: Iterable[ArrayLike] = (),
+                 merges: Iterable[tuple[int, int]] = ()):
         self.config = config or EncodingConfig()
         self.table = table = Vocab(self.config)  # the base tokens (ids 0 .. n_base-1)
         self.n_base = n = len(table)
@@ -114,7 +122,7 @@ class Tokenizer:
         return len(self.tokens) > self.n_base
 
     @property
-    def dtype(self):
+    def dtype(self) -> type[np.unsignedinteger]:
         """The smallest unsigned dtype that holds every id (uint16 for any realistic config)."""
         return np.uint16 if len(self) <= 65536 else np.uint32
 
@@ -128,7 +136,7 @@ class Tokenizer:
         """The base ids each id stands for (``[i]`` for a base id ``i``)."""
         return [self._pieces[i, : self._lengths[i]] for i in range(len(self))]
 
-    def to_ids(self, tokens) -> np.ndarray:
+    def to_ids(self, tokens: Iterable[str]) -> np.ndarray:
         """Token strings (a list, or one space-separated string) to ids."""
         if isinstance(tokens, str):
             tokens = tokens.replace("><", "> <").split()
@@ -137,10 +145,10 @@ class Tokenizer:
         except KeyError as exc:
             raise VocabError(f"unknown token {exc.args[0]!r}") from None
 
-    def to_tokens(self, ids) -> list[str]:
+    def to_tokens(self, ids: ArrayLike) -> list[str]:
         return [self.tokens[i] for i in np.asarray(ids).tolist()]
 
-    def to_base(self, ids) -> np.ndarray:
+    def to_base(self, ids: ArrayLike) -> np.ndarray:
         """Ids -> base ids (merged tokens expanded; vectorised: one gather through a flat table)."""
         ids = np.asarray(ids, np.int64)
         if not self.has_merges:
@@ -154,7 +162,7 @@ class Tokenizer:
         """How many notes each id stands for (1 for a note token, more for a merged chord)."""
         return ((self.table.kind[np.maximum(self._pieces, 0)] == K_NOTE) & (self._pieces >= 0)).sum(1)
 
-    def token_kinds(self, ids) -> np.ndarray:
+    def token_kinds(self, ids: ArrayLike) -> np.ndarray:
         """The kind (`KIND_NAMES`) of each token of a sequence, in context (vectorised).
 
         As `kinds`, except that a duration right after ``<sep>`` (or after a merged token that
@@ -174,7 +182,7 @@ class Tokenizer:
         return Grammar(self.table, self._pieces)
 
     # ------------------------------------------------------------ encode / decode
-    def encode(self, score) -> Tokens:
+    def encode(self, score: Score | str | os.PathLike) -> Tokens:
         """MIDI file or `Score` -> `Tokens` (ids, per-token time steps, stats), merged if it has merges.
 
         Raises `MidiError` if the file is unreadable or nothing in it can be encoded.
@@ -182,7 +190,7 @@ class Tokenizer:
         toks = self.encode_base(score)
         return self.apply_bpe(toks) if self.has_merges else toks  # (both carry this tokenizer)
 
-    def encode_base(self, score) -> Tokens:
+    def encode_base(self, score: Score | str | os.PathLike) -> Tokens:
         """MIDI file or `Score` -> base `Tokens` (no merges applied)."""
         score = _as_score(score)
         notes = sorted_notes(quantise(score, self.config))
@@ -209,7 +217,7 @@ class Tokenizer:
     def _hf(self):
         return bpe.build(self.pieces, self.merges)
 
-    def decode(self, ids, *, strict: bool = False) -> Score:
+    def decode(self, ids: ArrayLike, *, strict: bool = False) -> Score:
         """Token ids -> `Score` (tempo from tempo tokens, instruments from instrument tokens).
 
         ``strict=True`` raises `DecodeError` at the first token the grammar does not allow.
@@ -219,7 +227,8 @@ class Tokenizer:
         return decode_position(ids, self, strict=strict).to_score()
 
     # ------------------------------------------------------------ BPE
-    def train_bpe(self, pieces, vocab_size: int, min_frequency: int = 2) -> "Tokenizer":
+    def train_bpe(self, pieces: Iterable[Tokens | tuple[np.ndarray, np.ndarray]], vocab_size: int,
+                  min_frequency: int = 2) -> Tokenizer:
         """A NEW tokenizer with action-aware merges learnt from ``pieces`` (base `Tokens` or
         (ids, steps) pairs), up to ``vocab_size`` ids; this one is left as it is."""
         if self.has_merges:
@@ -227,7 +236,7 @@ class Tokenizer:
         merged, merges = bpe.train(pieces, self.table, vocab_size, min_frequency)
         return Tokenizer(self.config, merged, merges)
 
-    def without_merges(self) -> "Tokenizer":
+    def without_merges(self) -> Tokenizer:
         """The base tokenizer of the same config (itself if it has no merges)."""
         return Tokenizer(self.config) if self.has_merges else self
 
@@ -238,7 +247,7 @@ class Tokenizer:
         body = {"encoding": self.config.to_dict(), "tokens": self.tokens, "merges": [list(m) for m in self.merges]}
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Tokenizer) and self.hash == other.hash
 
     def __hash__(self) -> int:
@@ -253,7 +262,7 @@ class Tokenizer:
         return {"format": FORMAT, "version": VERSION, "encoding": self.config.to_dict(), "tokens": self.tokens,
                 "merges": [list(m) for m in self.merges], "hash": self.hash}
 
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write ``tokenizer.json`` into the folder ``path`` (or to ``path`` itself if it ends in
         ``.json``), atomically. Returns the file's path."""
         p = Path(path)
@@ -262,7 +271,7 @@ class Tokenizer:
         return atomic.write_json(p, self.to_dict(), indent=None)
 
     @classmethod
-    def from_dict(cls, d: dict, expected: EncodingConfig | None = None, where: str = "tokenizer") -> "Tokenizer":
+    def from_dict(cls, d: dict, expected: EncodingConfig | None = None, where: str = "tokenizer") -> Tokenizer:
         """A tokenizer from its JSON (also the legacy ``midigen.vocab`` and ``midigen.bpe`` ones)."""
         fmt = d.get("format") if isinstance(d, dict) else None
         if fmt == LEGACY_VOCAB_FORMAT:
@@ -285,7 +294,8 @@ class Tokenizer:
         return cls._checked(d["encoding"], d["tokens"], d["merges"], expected, where)
 
     @classmethod
-    def _checked(cls, encoding, tokens, merges, expected, where) -> "Tokenizer":
+    def _checked(cls, encoding: dict, tokens: list[str], merges: list, expected: EncodingConfig | None,
+                 where: str) -> Tokenizer:
         try:
             cfg = EncodingConfig.from_dict(encoding)
         except (KeyError, TypeError, ValueError) as exc:
@@ -308,7 +318,7 @@ class Tokenizer:
         return tok
 
     @classmethod
-    def load(cls, path, expected: EncodingConfig | None = None) -> "Tokenizer":
+    def load(cls, path: str | os.PathLike, expected: EncodingConfig | None = None) -> Tokenizer:
         """Read a tokenizer: a folder (a prepared corpus, a checkpoint) or the JSON file itself.
 
         A folder of the old layout (``vocab.json``, and a ``midigen.bpe`` ``tokenizer.json`` for

@@ -37,7 +37,7 @@ class Vocab:
         kinds = [K_PAD, K_SOS, K_EOS, K_SEP]
         values = [0, 0, 0, 0]
 
-        def add(names, kind, vals):
+        def add(names: list[str], kind: int, vals: list[int]) -> None:
             tokens.extend(names)
             kinds.extend([kind] * len(names))
             values.extend(vals)

@@ -1,7 +1,7 @@
 """The model: one GPT (gpt.py) with optional XL and kNN memory, whose stores are in memory.py."""
 
 from .gpt import GPT, MODELS, GPTConfig, KVCache
-from .inspection import attention_maps, recording
+from .inspection import attention_distance, attention_maps, cosine_similarity, pca, recording
 from .memory import Memory
 
 
@@ -17,4 +17,5 @@ def build_model(name: str, config: dict) -> GPT:
     return GPT(GPTConfig.for_model(name, **config))
 
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "MODELS", "Memory", "attention_maps", "build_model", "recording"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "MODELS", "Memory", "attention_distance", "attention_maps", "build_model",
+           "cosine_similarity", "pca", "recording"]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
@@ -46,20 +46,27 @@ import torch.nn.functional as F
 from ..config import JSONConfig, opt
 from .memory import Memory, gather, retrieve
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Rope = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, n) -> cos, sin of positions
+
 MODELS = ("gpt", "xl", "knn", "xl+knn")  # the named presets of `GPTConfig.for_model`
 
 
 @dataclass
 class GPTConfig(JSONConfig):
     vocab_size: int = opt(365, "tokens in the vocabulary (training: the corpus's)")
-    block_size: int = opt(256, "longest sequence the model attends over, a segment for memory models (training: --seq-len)")
+    block_size: int = opt(256, "longest sequence the model attends over, a segment for memory models "
+                               "(training: --seq-len)")
     n_layer: int = opt(4, "transformer blocks")
     n_head: int = opt(4, "attention heads per block")
     n_embd: int = opt(256, "width of the residual stream (a multiple of n_head)")
     dropout: float = opt(0.0, "dropout probability")
     bias: bool = opt(False, "biases in Linear and LayerNorm layers (without: a little faster, as good)")
     tie_weights: bool = opt(True, "the output head shares the token embedding matrix")
-    position: Literal["learned", "rotary"] = opt("learned", "learned absolute position embeddings, or rotary (memory models: rotary)")
+    position: Literal["learned", "rotary"] = opt("learned", "learned absolute position embeddings, or rotary "
+                                                           "(memory models: rotary)")
     musical: bool = opt(True, "beat-within-bar and bar embeddings from each token's time step")
     steps_per_bar: int = opt(16, "steps per bar for the musical embeddings (training: 4 beats of the encoding)")
     max_bars: int = opt(512, "bar indices wrap around after this many bars")
@@ -70,7 +77,8 @@ class GPTConfig(JSONConfig):
     knn_capacity: int = opt(2048, "knn: memories per row and layer (the oldest make room)")
     knn_topk: int = opt(32, "knn: memories retrieved per query")
     knn_search: Literal["exact", "faiss"] = opt("exact", "knn: exact (batched matmul + top-k on the model's device) "
-                                                "or faiss (CPU, bounded memory for a huge capacity; pip install faiss-cpu)")
+                                                "or faiss (CPU, bounded memory for a huge capacity; "
+                                                "pip install faiss-cpu)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -93,7 +101,7 @@ class GPTConfig(JSONConfig):
         return self.xl_memory > 0 or bool(self.knn_layers)
 
     @classmethod
-    def for_model(cls, name: str, **kw) -> "GPTConfig":
+    def for_model(cls, name: str, **kw) -> GPTConfig:
         """Config of a named model: "gpt" (no memory), or "xl", "knn", "xl+knn" (rotary positions;
         by default ``xl_memory`` = block_size and ``knn_layers`` = the last layer). Also reads the
         config dicts of checkpoints saved before the memory models were folded into `GPT`."""
@@ -119,7 +127,8 @@ class KVCache:
     positions are filled. (A memory model's cache holds un-rotated keys: see `GPT.write_segment`.)
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int | None = None, device=None, dtype=None):
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         max_len = max_len or config.block_size
         hs = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_head, max_len, hs)
@@ -142,7 +151,7 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return torch.view_as_real(pairs * torch.complex(cos.float(), sin.float())).flatten(-2).type_as(x)
 
 
-def _causal(T: int, S: int, p: int, device) -> torch.Tensor:
+def _causal(T: int, S: int, p: int, device: torch.device) -> torch.Tensor:
     """(T, S) mask: query i (at position p + i) sees keys 0 .. p + i."""
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=p)
 
@@ -168,11 +177,12 @@ class CausalSelfAttention(nn.Module):
             self.knn_log_scale = nn.Parameter(torch.full((config.n_head,), float(torch.tensor(hs**0.5).log())))
         self.record: list | None = None  # a list: every pass appends what it attended to (inspection.py)
 
-    def retrieve(self, q: torch.Tensor, mem: dict, memory: Memory | None = None):
+    def retrieve(self, q: torch.Tensor, mem: dict, memory: Memory | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k memories of each query (B, H, T, hs): (scores, indices), each (B, H, T, k)."""
         return retrieve(q, mem, self.topk, self.search_with, (memory, self.layer) if memory is not None else None)
 
-    def forward(self, x, rope=None, cache: KVCache | None = None, memory: Memory | None = None):
+    def forward(self, x: torch.Tensor, rope: Rope | None = None, cache: KVCache | None = None,
+                memory: Memory | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Output (B, T, C) and this segment's un-rotated keys and values (what memories store)."""
         B, T, C = x.shape
         H, hs = self.n_head, C // self.n_head
@@ -222,7 +232,7 @@ class CausalSelfAttention(nn.Module):
         y = self.proj(y)
         return (self.resid_drop(y) if self.training and self.dropout > 0 else y), new_kv
 
-    def _mix_knn(self, q, y, memory: Memory, entry: dict | None):
+    def _mix_knn(self, q: torch.Tensor, y: torch.Tensor, memory: Memory, entry: dict | None):
         """Attention over each query's top-k kNN memories, mixed into ``y`` by the learned gate."""
         mem = memory.knn[self.layer]
         scores, idx = self.retrieve(q, mem, memory)  # (B, H, T, k)
@@ -243,7 +253,7 @@ class MLP(nn.Module):
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(F.gelu(self.fc(x)))
         return self.drop(x) if self.training and self.drop.p > 0 else x  # skip the call when it does nothing
 
@@ -258,7 +268,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, cache=None, memory=None):
+    def forward(self, x: torch.Tensor, rope: Rope | None = None, cache: KVCache | None = None,
+                memory: Memory | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         a, kv = self.attn(self.ln1(x), rope, cache, memory)
         x = x + a
         return x + self.mlp(self.ln2(x)), kv
@@ -290,7 +301,7 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
-    def _init_weights(m):
+    def _init_weights(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
             if m.bias is not None:
@@ -311,13 +322,14 @@ class GPT(nn.Module):
         p = next(self.parameters())
         return Memory(self.config, batch_size, p.device, p.dtype)
 
-    def embed(self, idx, steps=None, start_pos: int = 0):
+    def embed(self, idx: torch.Tensor, steps: torch.Tensor | None = None, start_pos: int = 0) -> torch.Tensor:
         """Token + position (+ beat and bar) embeddings of ``idx`` (B, T)."""
         B, T = idx.shape
         x = self.wte(idx)
         if self.wpe is not None:
             if start_pos + T > self.config.block_size:
-                raise ValueError(f"sequence of {start_pos + T} tokens is longer than block_size {self.config.block_size}")
+                raise ValueError(f"sequence of {start_pos + T} tokens is longer than block_size "
+                                 f"{self.config.block_size}")
             x = x + self.wpe.weight[start_pos : start_pos + T]  # a slice: cheaper than arange + lookup
         if self.config.musical:
             if steps is None:
@@ -327,12 +339,12 @@ class GPT(nn.Module):
             x = x + self.beat_emb(steps % spb) + self.bar_emb((steps // spb) % self.config.max_bars)
         return self.drop(x) if self.training and self.config.dropout > 0 else x
 
-    def _rope_fn(self, device):
+    def _rope_fn(self, device: torch.device) -> Rope:
         """``rope(start, n)``: cos and sin of the rotary angles of positions start .. start+n-1."""
         inv = self.rope_inv_freq
         made = {}  # every layer asks for the same angles: compute them once per forward pass
 
-        def rope(start: int, n: int):
+        def rope(start: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
             if (start, n) not in made:
                 angles = torch.outer(torch.arange(start, start + n, device=device, dtype=inv.dtype), inv)  # (n, hs/2)
                 made[(start, n)] = angles.cos(), angles.sin()
@@ -340,8 +352,10 @@ class GPT(nn.Module):
 
         return rope
 
-    def forward(self, idx, steps=None, targets=None, cache: KVCache | None = None, memory: Memory | None = None,
-                reset: torch.Tensor | None = None, valid: torch.Tensor | None = None, write: bool | None = None):
+    def forward(self, idx: torch.Tensor, steps: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None, memory: Memory | None = None, reset: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None,
+                write: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, with ``targets``, the mean cross-entropy over non-padding.
 
         With a ``cache``, ``idx`` holds only the new tokens; their keys and values are appended.
@@ -381,7 +395,8 @@ class GPT(nn.Module):
         for i in range(self.config.n_layer):
             memory.write(i, cache.k[i, :, :, :n], cache.v[i, :, :, :n], valid)
 
-    def optimizer(self, lr: float, weight_decay: float, betas=(0.9, 0.95), device_type: str = "cpu"):
+    def optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
+                  device_type: str = "cpu") -> torch.optim.AdamW:
         """AdamW with decoupled weight decay on matrices only (not on biases and norms)."""
         params = [p for p in self.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]

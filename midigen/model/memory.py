@@ -21,6 +21,9 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from .gpt import GPTConfig
 
+    Device = torch.device | str | None
+    Scratch = tuple["Memory", int] | None  # (memory, layer): lends reusable work buffers
+
 
 class Memory:
     """The memories of a batch: per layer XL keys/values and kNN keys/values with validity.
@@ -32,7 +35,8 @@ class Memory:
     costs more than the search's arithmetic on a CPU).
     """
 
-    def __init__(self, config: "GPTConfig", batch_size: int, device=None, dtype=torch.float32):
+    def __init__(self, config: GPTConfig, batch_size: int, device: Device = None,
+                 dtype: torch.dtype = torch.float32):
         c = config
         hs = c.n_embd // c.n_head
         B, H = batch_size, c.n_head
@@ -41,14 +45,16 @@ class Memory:
         for _ in range(c.n_layer):
             if c.xl_memory:
                 z = torch.zeros(B, H, c.xl_memory, hs, device=device, dtype=dtype)
-                self.xl.append({"k": z, "v": z.clone(), "valid": torch.zeros(B, c.xl_memory, dtype=torch.bool, device=device)})
+                valid = torch.zeros(B, c.xl_memory, dtype=torch.bool, device=device)
+                self.xl.append({"k": z, "v": z.clone(), "valid": valid})
             else:
                 self.xl.append(None)
         self.knn = {}
         self.scratch: dict = {}
         for i in c.knn_layers:
             z = torch.zeros(B, H, c.knn_capacity, hs, device=device, dtype=dtype)
-            self.knn[i] = {"k": z, "v": z.clone(), "valid": torch.zeros(B, c.knn_capacity, dtype=torch.bool, device=device),
+            valid = torch.zeros(B, c.knn_capacity, dtype=torch.bool, device=device)
+            self.knn[i] = {"k": z, "v": z.clone(), "valid": valid,
                            "ptr": torch.zeros(B, dtype=torch.long, device=device)}
 
     def reset(self, rows: torch.Tensor | None) -> None:
@@ -105,7 +111,7 @@ class Memory:
                                  f"{tuple(store[name].shape)} (saved by another version or config?)")
             store[name] = t.to(store[name].device)
 
-    def buffer(self, layer: int, name: str, shape, dtype, device) -> torch.Tensor:
+    def buffer(self, layer: int, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: Device) -> torch.Tensor:
         """A work buffer of the kNN search, kept for the next segment."""
         t = self.scratch.get((layer, name))
         if t is None or t.shape != torch.Size(shape) or t.dtype != dtype or t.device != torch.device(device):
@@ -113,7 +119,7 @@ class Memory:
         return t
 
 
-def _buffer(scratch, name: str, shape, dtype, device) -> torch.Tensor:
+def _buffer(scratch: Scratch, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: Device) -> torch.Tensor:
     """A work buffer: kept on the `Memory` for the next segment when ``scratch`` = (memory, layer)."""
     if scratch is None:
         return torch.empty(shape, dtype=dtype, device=device)
@@ -121,7 +127,7 @@ def _buffer(scratch, name: str, shape, dtype, device) -> torch.Tensor:
     return memory.buffer(layer, name, shape, dtype, device)
 
 
-def search(q: torch.Tensor, mem: dict, topk: int, scratch=None) -> torch.Tensor:
+def search(q: torch.Tensor, mem: dict, topk: int, scratch: Scratch = None) -> torch.Tensor:
     """Indices (B, H, T, k) of each query's top-k memories by cosine similarity: exact search.
 
     One batched matmul over all stored keys and a top-k, without autograd: no gradient needs
@@ -134,7 +140,8 @@ def search(q: torch.Tensor, mem: dict, topk: int, scratch=None) -> torch.Tensor:
     k = min(topk, C)
     with torch.no_grad():
         qn = F.normalize(q, dim=-1).reshape(B * H, T, hs).to(mem["k"].dtype)
-        sim = torch.bmm(qn, mem["k"].view(B * H, C, hs).mT, out=_buffer(scratch, "sim", (B * H, T, C), qn.dtype, q.device))
+        out = _buffer(scratch, "sim", (B * H, T, C), qn.dtype, q.device)
+        sim = torch.bmm(qn, mem["k"].view(B * H, C, hs).mT, out=out)
         if not bool(mem["valid"].all()):  # empty slots: below every cosine (which lie in [-1, 1])
             sim.view(B, H, T, C).masked_fill_(~mem["valid"][:, None, None, :], -1e4)
         values = _buffer(scratch, "top_values", (B * H, T, k), sim.dtype, q.device)
@@ -178,7 +185,7 @@ def search_faiss(q: torch.Tensor, mem: dict, topk: int) -> torch.Tensor:
     return torch.from_numpy(idx).to(q.device)
 
 
-def gather(t: torch.Tensor, idx: torch.Tensor, scratch=None, name: str = "k") -> torch.Tensor:
+def gather(t: torch.Tensor, idx: torch.Tensor, scratch: Scratch = None, name: str = "k") -> torch.Tensor:
     """Rows ``idx`` (B, H, T, k) of a memory tensor (B, H, C, hs): (B, H, T, k, hs).
 
     A flat ``index_select`` into a reused buffer: several times faster on a CPU than advanced
@@ -189,7 +196,8 @@ def gather(t: torch.Tensor, idx: torch.Tensor, scratch=None, name: str = "k") ->
     return torch.index_select(t.reshape(B * H * C, hs), 0, flat, out=out).view(*idx.shape, hs)
 
 
-def retrieve(q: torch.Tensor, mem: dict, topk: int, how: str = "exact", scratch=None):
+def retrieve(q: torch.Tensor, mem: dict, topk: int, how: str = "exact",
+             scratch: Scratch = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k memories of each query (B, H, T, hs): (scores, indices), each (B, H, T, k), by cosine
     similarity; ``how`` is "exact" or "faiss". The scores of the k found keys carry gradients to
     the queries; empty slots (where fewer than k are stored) score -1e4."""
