@@ -128,6 +128,8 @@ def test_instrument_free_encoding_moves_every_note(tmp_path, shared_corpus):
     path = _prepare(tmp_path, sorted((shared_corpus / "multitrack").glob("*.mid"))[:2], EncodingConfig.blog())
     corpus, aug = check_equals_moved_corpus(path, 4, 0)
     assert len(aug._switches) == 0
+    with pytest.raises(ValueError, match="tempo_shift needs tempo tokens"):
+        Augmenter(corpus, 4, tempo_shift=1)
 
 
 def test_seeded_same_seed_same_shifts_other_seed_or_epoch_others(bach):

@@ -114,6 +114,8 @@ class Augmenter:
         table, cfg = tokenizer.table, tokenizer.config
         self.instruments = cfg.instruments
         self.n_tempi = len(cfg.tempo_values()) if cfg.tempo else 0
+        if tempo_shift and not cfg.tempo:
+            raise ValueError("tempo_shift needs tempo tokens, and this corpus's encoding has none (tempo=False)")
         self._tokens, self._steps = _host(corpus)
         self._starts = np.asarray(corpus.starts, np.int64)
         self._lengths = np.asarray(corpus.lengths, np.int64)
