@@ -24,10 +24,10 @@ instruments (few: none without drums), so the context at any position is one bin
 A batch does not carry where its rows start in the corpus, so `row_starts` recovers it: the time
 steps of a piece never decrease, so the tokens of one (piece, step) form one run of the corpus, and
 a row whose first run ends inside the row starts exactly that many tokens before the run's end (a
-binary search in the piece's steps). A padded row ends where its piece ends. Only a row that lies
-entirely inside one time step (a chord longer than the row: tiny ``seq_len`` only) is placed by
-matching its tokens against the step's (the first match: where two places hold the same tokens,
-the row cannot tell them apart).
+binary search in the piece's steps, all rows at once). Only a row that lies entirely inside one
+time step (a chord longer than the row: tiny ``seq_len`` only) is placed by matching its tokens
+against the step's (the first match: where two places hold the same tokens, the row cannot tell
+them apart).
 
 BPE corpora are refused: a merged token may hold notes of several instruments.
 """
@@ -177,13 +177,14 @@ class Augmenter:
         pc = pw.clamp(min=0)
         delta = torch.zeros_like(w)
         notes = (kind == K_NOTE) & valid
-        if self.instruments and notes.any():
+        if len(self._switches) and notes.any():  # (no switch: no drums in the corpus)
             notes &= ~self._drum_context(batch, w, kind, t)
         k = torch.as_tensor(pitch_shift, dtype=torch.int64, device=dev)[pc]
         delta = torch.where(notes, k, delta)
-        used = piece[piece >= 0].unique()
         self.counts["notes_shifted"] += int((notes[:, :-1] & (k[:, :-1] != 0)).sum())
-        self.counts["shifts_limited"] += int(torch.as_tensor(self.limited, device=dev)[used].sum())
+        if self.pieces_limited:
+            used = piece[piece >= 0].unique()
+            self.counts["shifts_limited"] += int(torch.as_tensor(self.limited, device=dev)[used].sum())
         if self.n_tempi and tempo_shift is not None:
             tempo = (kind == K_TEMPO) & valid
             v = t["value"][w] + torch.as_tensor(tempo_shift, dtype=torch.int64, device=dev)[pc]
@@ -220,20 +221,28 @@ class Augmenter:
         run = ((piece == p0) & (steps == s0)).long().cumprod(dim=1).sum(dim=1)  # the first run's length
         n_valid = (piece >= 0).sum(dim=1)
         p0, s0, run, n_valid = (a.reshape(-1).cpu().numpy() for a in (p0, s0, run, n_valid))
-        L = piece.shape[1]
         j = np.full(len(p0), -1, np.int64)
-        for r in np.flatnonzero(p0 >= 0).tolist():  # (a loop over rows, not tokens)
-            start, n = self._starts[p0[r]], self._lengths[p0[r]]
-            if run[r] == n_valid[r] < L:  # padded: the piece ends after the row (its <eos> is in y)
-                j[r] = start + n - 1 - n_valid[r]
-                continue
-            steps_p = self._steps[start : start + n]
-            end = start + np.searchsorted(steps_p, s0[r], side="right")  # end of the (piece, step) run
-            if run[r] < n_valid[r]:
-                j[r] = end - run[r]
-            else:
-                j[r] = self._inside_one_step(batch["x"][r], start + np.searchsorted(steps_p, s0[r]), end)
+        rows = np.flatnonzero(p0 >= 0)
+        start = self._starts[p0[rows]]
+        end = self._search(start, start + self._lengths[p0[rows]], s0[rows], right=True)  # (piece, step) run's end
+        leaves = run[rows] < n_valid[rows]
+        j[rows[leaves]] = end[leaves] - run[rows[leaves]]
+        for r, first, e in zip(rows[~leaves].tolist(), start[~leaves].tolist(), end[~leaves].tolist()):  # rare
+            first = int(self._search(np.array([first]), np.array([e]), s0[r : r + 1], right=False)[0])
+            j[r] = self._inside_one_step(batch["x"][r, : n_valid[r]], first, e)
         return j
+
+    def _search(self, lo, hi, value, right: bool) -> np.ndarray:
+        """Binary search for ``value`` in ``steps[lo:hi]`` (sorted within a piece), many at once."""
+        lo, hi, value = lo.copy(), hi.copy(), value.astype(np.int64)
+        steps = self._steps
+        while np.any(active := lo < hi):
+            mid = (lo + hi) // 2
+            s = np.asarray(steps[np.minimum(mid, len(steps) - 1)]).astype(np.int64)
+            below = (s <= value) if right else (s < value)
+            lo = np.where(active & below, mid + 1, lo)
+            hi = np.where(active & ~below, mid, hi)
+        return lo
 
     def _inside_one_step(self, row, first: int, end: int) -> int:
         """The start of a row that lies inside the corpus run [first, end) of one time step."""
