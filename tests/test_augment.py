@@ -124,6 +124,14 @@ def test_row_starts_are_where_the_rows_lie_in_the_corpus(band):
                 assert np.array_equal(steps[j[r] : j[r] + n], batch["steps"][r, :n].numpy())
 
 
+def test_a_corpus_held_as_a_torch_tensor_gives_the_same_batches(band):
+    ram, tensor = PreparedCorpus(band, location="ram"), PreparedCorpus(band, location="cpu")  # (as on a GPU)
+    a, b = Augmenter(ram, 6, 2, seed=3), Augmenter(tensor, 6, 2, seed=3)
+    for u, v in zip(RandomWindows(ram, 8, 24, seed=1, num_batches=6), RandomWindows(tensor, 8, 24, seed=1, num_batches=6), strict=True):
+        au, av = a(u, 2), b(v, 2)
+        assert all(torch.equal(au[k], av[k]) for k in au) and not torch.equal(au["x"], u["x"])
+
+
 def test_instrument_free_encoding_moves_every_note(tmp_path, shared_corpus):
     path = _prepare(tmp_path, sorted((shared_corpus / "multitrack").glob("*.mid"))[:2], EncodingConfig.blog())
     corpus, aug = check_equals_moved_corpus(path, 4, 0)
