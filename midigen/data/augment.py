@@ -112,7 +112,6 @@ class Augmenter:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
         self.corpus, self.transpose, self.tempo_shift, self.seed = corpus, int(transpose), int(tempo_shift), int(seed)
         table, cfg = tokenizer.table, tokenizer.config
-        self.instruments = cfg.instruments
         self.n_tempi = len(cfg.tempo_values()) if cfg.tempo else 0
         if tempo_shift and not cfg.tempo:
             raise ValueError("tempo_shift needs tempo tokens, and this corpus's encoding has none (tempo=False)")
@@ -129,7 +128,7 @@ class Augmenter:
         """Pieces whose shift range was limited so that none of their notes leaves the pitch range."""
         # per-id tables, moved to the batches' device on first use
         self._tables_np = {"kind": table.kind.astype(np.int64), "value": table.value,
-                           "drums": (table.kind == K_INSTR) & (table.value == DRUMS)}
+                           "drums": (table.kind == K_INSTR) & (table.value == DRUMS), "limited": self.limited}
         self._tempo_offset = table.tempo_offset
         self._tables: dict = {}
         self._epoch_cache: tuple | None = None
@@ -159,13 +158,14 @@ class Augmenter:
     # ------------------------------------------------------------ batches
     def __call__(self, batch: dict, epoch: int) -> dict:
         """The batch with each piece shifted by its draws of ``epoch`` (`shifts`)."""
-        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            self._epoch_cache = (epoch, *self.shifts(epoch))
-        return self.apply(batch, self._epoch_cache[1], self._epoch_cache[2])
+        dev = batch["x"].device
+        if self._epoch_cache is None or self._epoch_cache[:2] != (epoch, dev):  # once an epoch, to the device
+            self._epoch_cache = (epoch, dev, *(torch.as_tensor(a, device=dev) for a in self.shifts(epoch)))
+        return self.apply(batch, self._epoch_cache[2], self._epoch_cache[3])
 
     def apply(self, batch: dict, pitch_shift, tempo_shift=None) -> dict:
         """The batch with piece ``p`` transposed by ``pitch_shift[p]`` semitones and its tempo
-        tokens moved by ``tempo_shift[p]`` bins (arrays over all pieces of the corpus)."""
+        tokens moved by ``tempo_shift[p]`` bins (arrays or tensors over all pieces of the corpus)."""
         x, y, piece = batch["x"], batch["y"], batch["piece"]
         dev = x.device
         t = self._device_tables(dev)
@@ -177,14 +177,14 @@ class Augmenter:
         pc = pw.clamp(min=0)
         delta = torch.zeros_like(w)
         notes = (kind == K_NOTE) & valid
-        if len(self._switches) and notes.any():  # (no switch: no drums in the corpus)
+        if len(self._switches):  # (no switch: no drums in the corpus)
             notes &= ~self._drum_context(batch, w, kind, t)
         k = torch.as_tensor(pitch_shift, dtype=torch.int64, device=dev)[pc]
         delta = torch.where(notes, k, delta)
         self.counts["notes_shifted"] += int((notes[:, :-1] & (k[:, :-1] != 0)).sum())
         if self.pieces_limited:
             used = piece[piece >= 0].unique()
-            self.counts["shifts_limited"] += int(torch.as_tensor(self.limited, device=dev)[used].sum())
+            self.counts["shifts_limited"] += int(t["limited"][used].sum())
         if self.n_tempi and tempo_shift is not None:
             tempo = (kind == K_TEMPO) & valid
             v = t["value"][w] + torch.as_tensor(tempo_shift, dtype=torch.int64, device=dev)[pc]
