@@ -47,6 +47,7 @@ from .callbacks import Callback, ProgressCallback
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .config import JSONConfig, opt
 from .data import PreparedCorpus, make_batches
+from .data.augment import Augmenter
 from .errors import RunFolderError, TrainingError
 from .model import MODELS, GPTConfig, build_model
 
@@ -76,6 +77,10 @@ class TrainConfig(JSONConfig):
     patience: int | None = opt(None, "stop after this many validations without improvement (None: never)")
     log_interval: int = opt(10, "steps between updates of the progress bar's numbers")
     seed: int = opt(0, "seed of the model's initialisation and the data order")
+    transpose: int = opt(0, "augment: transpose each training piece by a random number of semitones in "
+                            "[-N, N] (limited so no note leaves the pitch range; drums stay; 0: off)")
+    tempo_shift: int = opt(0, "augment: move each training piece's tempo tokens by a random number of bins "
+                              "in [-N, N] (clipped to the bin range; 0: off)")
     device: str = opt("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
     compile: bool = opt(False, "torch.compile the model")
     progress: bool = opt(True, "show a progress bar")
@@ -156,6 +161,8 @@ class Trainer:
         if self.uses_memory and self.strategy != "contiguous":
             raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
         self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        self.augmenter = (Augmenter(self.train_data, cfg.transpose, cfg.tempo_shift, seed=cfg.seed)
+                          if cfg.transpose or cfg.tempo_shift else None)  # training batches only
         # ---- model and optimizer
         torch.manual_seed(cfg.seed)
         if saved is not None:  # the run's own model config
@@ -352,7 +359,8 @@ class Trainer:
             g["lr"] = lr
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            b = self._my_rows(next(data))
+            batch = next(data)
+            b = self._my_rows(self.augmenter(batch, self.epoch) if self.augmenter is not None else batch)
             sync = micro == cfg.grad_accum - 1 or self.world == 1
             ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
             with ctx, self.autocast:
@@ -376,8 +384,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         tps = tokens_per_step / max(time.perf_counter() - t_last, 1e-9)
+        augmented = {f"augment/{k}": v for k, v in self.augmenter.take_counts().items()} if self.augmenter else {}
         return {"step": self.step, "train/loss": train_loss, "train/lr": lr,
-                "train/grad_norm": float(grad_norm), "train/tokens_per_s": tps}, stop_any
+                "train/grad_norm": float(grad_norm), "train/tokens_per_s": tps, **augmented}, stop_any
 
     def _evaluate_and_save(self) -> dict:
         metrics = self.evaluate()

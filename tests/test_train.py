@@ -13,6 +13,7 @@ import torch
 from conftest import BACH, ROOT
 from midigen.checkpoint import CheckpointError, load_model
 from midigen.data.prepare import prepare
+from midigen.errors import RunFolderError
 from midigen.train import TrainConfig, Trainer, TrainingError
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.1)
@@ -50,6 +51,26 @@ def test_resume_gives_the_same_losses(corpus, tmp_path):
     full, cut = losses(tmp_path / "full"), losses(tmp_path / "cut")
     assert len(full) == len(cut) == 8
     assert np.allclose(full, cut, rtol=0, atol=1e-6), (full, cut)
+
+
+def test_resume_with_augmentation_gives_the_same_losses(corpus, tmp_path):
+    aug = dict(transpose=6, tempo_shift=2, strategy="per_song", batch_size=16)  # 4 batches an epoch: 2 epochs
+    Trainer(cfg(corpus, tmp_path / "plain", strategy="per_song", batch_size=16), TINY_MODEL).train()
+    Trainer(cfg(corpus, tmp_path / "full", **aug), TINY_MODEL).train()
+    Trainer(cfg(corpus, tmp_path / "cut", **aug), TINY_MODEL).train(until=5)
+    torch.manual_seed(1234)
+    with pytest.raises(RunFolderError, match=r"--transpose 6 \(given 3\)"):  # a run's augmentation is part of it
+        Trainer(cfg(corpus, tmp_path / "cut", **{**aug, "transpose": 3}), TINY_MODEL, resume=True)
+    t = Trainer(cfg(corpus, tmp_path / "cut", **aug), TINY_MODEL, resume=True)
+    assert (t.step, t.epoch) == (5, 1)  # resumed inside the second epoch
+    t.train()
+    full, cut = losses(tmp_path / "full"), losses(tmp_path / "cut")
+    assert np.allclose(full, cut, rtol=0, atol=1e-6), (full, cut)
+    assert not np.allclose(full, losses(tmp_path / "plain"), rtol=0, atol=1e-3)  # augmentation changed the batches
+    steps = [h for h in map(json.loads, (tmp_path / "full" / "history.jsonl").read_text().splitlines()) if "train/loss" in h]
+    assert all(h["augment/notes_dropped"] == 0 and h["augment/pieces_limited"] == 0 for h in steps)
+    assert all(h["augment/notes_shifted"] > 0 for h in steps)
+    assert "augment/notes_shifted" not in json.dumps([h for h in steps if "valid/loss" in h])  # training only
 
 
 def test_checkpoint_round_trip_and_tensorboard(corpus, tmp_path):
