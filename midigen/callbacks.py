@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, TextIO
+
+# A hook's ``trainer`` is a `midigen.train.Trainer`, typed Any: train is a higher layer, which this
+# module may not import, not even for annotations (the import contracts count those too).
 
 
 class Callback:
     """Override any of these; each gets the `Trainer` (``trainer.step``, ``.writer``, ``.cfg``, ...)."""
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, trainer: Any) -> None:
         """Before the first step of this sitting (``trainer.step`` > 0 on resume)."""
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, trainer: Any, record: dict) -> None:
         """After each optimizer step; ``record`` is what was logged (train/loss, train/lr, ...)."""
 
-    def on_evaluate(self, trainer, metrics: dict) -> None:
+    def on_evaluate(self, trainer: Any, metrics: dict) -> None:
         """After each validation (before its checkpoint is saved); ``metrics`` as `Trainer.evaluate`."""
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, trainer: Any) -> None:
         """After the last step of this sitting (also when stopped early, interrupted or failed)."""
 
 
@@ -53,7 +57,7 @@ class ProgressCallback(Callback):
     lines (False) rather than asking ``stream.isatty()``.
     """
 
-    def __init__(self, stream=None, bar: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, bar: bool | None = None):
         self.stream = stream
         self.use_bar = bar
         self._bar = None
@@ -64,11 +68,12 @@ class ProgressCallback(Callback):
         else:
             print(message, file=self.stream or sys.stderr, flush=True)
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, trainer: Any) -> None:
         stream = self.stream or sys.stderr
         use_bar = self.use_bar
         if use_bar is None:  # a terminal, or a notebook (tqdm.auto draws a widget there, not frames)
-            use_bar = bool(getattr(stream, "isatty", lambda: False)()) or type(stream).__module__.startswith("ipykernel")
+            use_bar = (bool(getattr(stream, "isatty", lambda: False)())
+                       or type(stream).__module__.startswith("ipykernel"))
         self._t0, self._step0 = time.perf_counter(), trainer.step
         self._inv_tps: list[float] = []  # seconds per token of each step since the last line
         if use_bar:
@@ -77,7 +82,7 @@ class ProgressCallback(Callback):
             self._bar = tqdm(total=trainer.cfg.max_steps, initial=trainer.step, desc="train", unit="step",
                              file=stream, dynamic_ncols=True)
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, trainer: Any, record: dict) -> None:
         self._inv_tps.append(1.0 / max(record["train/tokens_per_s"], 1e-9))
         if self._bar is not None:
             self._bar.update(1)
@@ -86,19 +91,20 @@ class ProgressCallback(Callback):
         tps = len(self._inv_tps) / sum(self._inv_tps)  # tokens / time over the interval
         self._inv_tps.clear()
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{record['train/loss']:.3f}", lr=f"{record['train/lr']:.2e}", tok_s=f"{tps:,.0f}")
+            self._bar.set_postfix(loss=f"{record['train/loss']:.3f}", lr=f"{record['train/lr']:.2e}",
+                                  tok_s=f"{tps:,.0f}")
             return
         elapsed = time.perf_counter() - self._t0
         left = elapsed / max(trainer.step - self._step0, 1) * (trainer.cfg.max_steps - trainer.step)
         self.write(f"step {trainer.step}/{trainer.cfg.max_steps} | loss {record['train/loss']:.4f} | "
                    f"lr {record['train/lr']:.2e} | {tps:,.0f} tok/s | {_clock(elapsed)} elapsed, {_clock(left)} left")
 
-    def on_evaluate(self, trainer, metrics: dict) -> None:
+    def on_evaluate(self, trainer: Any, metrics: dict) -> None:
         best = min(trainer.best_val, metrics["loss"])
         self.write(f"step {trainer.step}: valid loss {metrics['loss']:.4f} (best {best:.4f}), "
                    f"perplexity {metrics['perplexity']:.2f}")
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, trainer: Any) -> None:  # noqa: ARG002 (the Callback API's signature)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -27,7 +27,7 @@ from .flags import Section
 def _encoding_section() -> Section:
     from .encoding import EncodingConfig
 
-    def build(values: dict, args):
+    def build(values: dict, args: argparse.Namespace):
         if "max_duration" in values and "max_silence" not in values and EncodingConfig().max_silence is not None:
             values["max_silence"] = max(EncodingConfig().max_silence, values["max_duration"])  # long notes: long gaps
         return EncodingConfig.blog(**values) if args.blog else EncodingConfig.from_dict(values)
@@ -40,7 +40,7 @@ def _model_section() -> Section:
 
     classes = (GPTConfig,)
 
-    def build(values: dict, args) -> dict:  # overrides of the config Trainer sizes for the corpus
+    def build(values: dict, _args: argparse.Namespace) -> dict:  # overrides of the config Trainer sizes for the corpus
         return dict(values)
 
     names = " / ".join(c.__name__ for c in classes)
@@ -51,7 +51,8 @@ def _encoding_args(p: argparse.ArgumentParser) -> list[Section]:
     section = _encoding_section()
     flags.add_flags(p, section).add_argument(
         "--blog", action="store_true",
-        help="the blog's scheme exactly: no instrument or tempo tokens, drums dropped (other encoding flags still apply)")
+        help="the blog's scheme exactly: no instrument or tempo tokens, drums dropped "
+             "(other encoding flags still apply)")
     return [section]
 
 
@@ -62,7 +63,7 @@ def _config_arg(p: argparse.ArgumentParser, sections: list[Section]) -> None:
 # -------------------------------------------------------------------- commands
 
 
-def cmd_check(args, cfg) -> int:
+def cmd_check(args: argparse.Namespace, cfg: dict) -> int:
     from .check import check, format_report, format_summary, write_json
 
     report = check(args.paths, cfg["encoding"], progress=not args.quiet)
@@ -75,7 +76,7 @@ def cmd_check(args, cfg) -> int:
     return 0
 
 
-def cmd_encode(args, cfg) -> int:
+def cmd_encode(args: argparse.Namespace, cfg: dict) -> int:
     from .encoding import Tokenizer
 
     tokenizer = Tokenizer(cfg["encoding"])
@@ -88,7 +89,7 @@ def cmd_encode(args, cfg) -> int:
     return 0
 
 
-def cmd_prepare(args, cfg) -> int:
+def cmd_prepare(args: argparse.Namespace, cfg: dict) -> int:
     from .data.prepare import prepare
 
     r = prepare(args.sources, args.out, cfg["encoding"], cfg["prepare"])
@@ -125,7 +126,7 @@ def check_device(name: str) -> None:
         raise ValueError(f"--device {name}: no such GPU ({torch.cuda.device_count()} visible)")
 
 
-def cmd_train(args, cfg) -> int:
+def cmd_train(args: argparse.Namespace, cfg: dict) -> int:
     from .train import Trainer
 
     train_cfg, model_kw = cfg["train"], cfg["model"]
@@ -156,7 +157,8 @@ def cmd_train(args, cfg) -> int:
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
               + (f", resuming {trainer.out} at step {trainer.step}" if trainer.resumed else ""), flush=True)
         if trainer.resumed and trainer.resume_changes:
-            print("changed on resume: " + ", ".join(f"{flags.flag(k)} {a} -> {b}" for k, (a, b) in trainer.resume_changes.items()))
+            print("changed on resume: "
+                  + ", ".join(f"{flags.flag(k)} {a} -> {b}" for k, (a, b) in trainer.resume_changes.items()))
     m = trainer.train()
     if trainer.is_main and m:
         print(f"step {trainer.step}: valid loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}, "
@@ -164,7 +166,7 @@ def cmd_train(args, cfg) -> int:
     return 0
 
 
-def cmd_generate(args, cfg) -> int:
+def cmd_generate(args: argparse.Namespace, cfg: dict) -> int:
     from pathlib import Path
 
     from .checkpoint import load_model
@@ -185,11 +187,12 @@ def cmd_generate(args, cfg) -> int:
         score = tokenizer.decode(toks.ids)
         write_midi(score, path)
         n_prompt = 0 if prompt is None else len(prompt)
-        print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, {score.end_beats.max(initial=0):.1f} beats")
+        print(f"{path}: {len(toks) - n_prompt} new tokens, {score.n_notes} notes, "
+              f"{score.end_beats.max(initial=0):.1f} beats")
     return 0
 
 
-def cmd_evaluate(args, cfg) -> int:
+def cmd_evaluate(args: argparse.Namespace, cfg: dict) -> int:
     from .evaluate import evaluate, format_table, write_json
 
     check_device(cfg["evaluate"].device)
@@ -201,7 +204,7 @@ def cmd_evaluate(args, cfg) -> int:
     return 0
 
 
-def cmd_render(args, cfg) -> int:
+def cmd_render(args: argparse.Namespace, _cfg: dict) -> int:
     from .playback import DEFAULT_SAMPLE_RATE, render, write_wav
 
     rate = args.sample_rate or DEFAULT_SAMPLE_RATE
@@ -211,14 +214,14 @@ def cmd_render(args, cfg) -> int:
     return 0
 
 
-def cmd_demo(args, cfg) -> int:
+def cmd_demo(args: argparse.Namespace, _cfg: dict) -> int:
     from .demo import run_demo
 
     run_demo(args.out, checkpoint=args.checkpoint, samples=args.samples)
     return 0
 
 
-def cmd_export_corpus(args, cfg) -> int:
+def cmd_export_corpus(args: argparse.Namespace, _cfg: dict) -> int:
     from .datasets import export_music21_corpus
 
     composer = None if args.composer == "all" else args.composer
@@ -232,21 +235,22 @@ def cmd_export_corpus(args, cfg) -> int:
 # -------------------------------------------------------------------- the parser of each command
 
 
-def _check_args(p) -> list[Section]:
+def _check_args(p: argparse.ArgumentParser) -> list[Section]:
     p.add_argument("paths", nargs="+", help="MIDI files or folders (searched recursively)")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON (every file)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print a table of every file (default: the failures and a summary)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print a table of every file (default: the failures and a summary)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; only the summary line")
     return _encoding_args(p)
 
 
-def _encode_args(p) -> list[Section]:
+def _encode_args(p: argparse.ArgumentParser) -> list[Section]:
     p.add_argument("file", help="a MIDI file")
     p.add_argument("--limit", type=int, default=0, help="print at most this many tokens")
     return _encoding_args(p)
 
 
-def _prepare_args(p) -> list[Section]:
+def _prepare_args(p: argparse.ArgumentParser) -> list[Section]:
     from .data.prepare import PrepareConfig
 
     p.add_argument("sources", nargs="+", help="MIDI files or folders (searched recursively)")
@@ -256,7 +260,7 @@ def _prepare_args(p) -> list[Section]:
     return [section, *_encoding_args(p)]
 
 
-def _train_args(p) -> list[Section]:
+def _train_args(p: argparse.ArgumentParser) -> list[Section]:
     from .monitor import MonitorConfig
     from .runs import MAY_CHANGE
     from .train import TrainConfig
@@ -264,43 +268,50 @@ def _train_args(p) -> list[Section]:
     may = ", ".join(sorted(k.replace("_", "-") for k in MAY_CHANGE - {"out"}))
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", nargs="?", const=True, metavar="RUN",
-                     help="continue the run in folder RUN (default: the out folder) exactly, with the data, model and settings it "
-                          f"was made with; flags given again must agree with the run's, except these: {may}")
-    run.add_argument("--overwrite", action="store_true", help="clear the run in the out folder first (else a run there is refused)")
+                     help="continue the run in folder RUN (default: the out folder) exactly, with the data, model and "
+                          "settings it was made with; flags given again must agree with the run's, except these: "
+                          f"{may}")
+    run.add_argument("--overwrite", action="store_true",
+                     help="clear the run in the out folder first (else a run there is refused)")
     sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), _model_section(),
-                Section("monitor", (MonitorConfig,), "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]
+                Section("monitor", (MonitorConfig,),
+                        "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]
     for section in sections:
         flags.add_flags(p, section)
     return sections
 
 
-def _generate_args(p) -> list[Section]:
+def _generate_args(p: argparse.ArgumentParser) -> list[Section]:
     from .generate import SamplingConfig
 
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
     p.add_argument("--out", required=True, help="output .mid (with --num-samples N: OUT_0.mid ...)")
     p.add_argument("--prompt", help="a MIDI file to continue")
     p.add_argument("--prompt-beats", type=float, help="use only the prompt's first N beats")
     p.add_argument("--num-samples", type=int, default=1, help="pieces to sample (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--int8", action="store_true", help="int8 weights for faster CPU sampling (dynamic quantisation)")
-    section = Section("sampling", (SamplingConfig,), "sampling (SamplingConfig)", aliases={"max_new_tokens": ["--max-tokens"]})
+    section = Section("sampling", (SamplingConfig,), "sampling (SamplingConfig)",
+                      aliases={"max_new_tokens": ["--max-tokens"]})
     flags.add_flags(p, section)
     return [section]
 
 
-def _evaluate_args(p) -> list[Section]:
+def _evaluate_args(p: argparse.ArgumentParser) -> list[Section]:
     from .evaluate import EvaluateConfig
 
-    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder, checkpoint folder, or bach-gpt (the bundled model)")
     p.add_argument("--data", required=True, help="prepared corpus folder")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    section = Section("evaluate", (EvaluateConfig,), "evaluation (EvaluateConfig)", aliases={"max_new_tokens": ["--max-tokens"]})
+    section = Section("evaluate", (EvaluateConfig,), "evaluation (EvaluateConfig)",
+                      aliases={"max_new_tokens": ["--max-tokens"]})
     flags.add_flags(p, section)
     return [section]
 
 
-def _render_args(p) -> list[Section]:
+def _render_args(p: argparse.ArgumentParser) -> list[Section]:
     p.add_argument("file", help="a MIDI file")
     p.add_argument("--out", required=True, help="output .wav")
     p.add_argument("--soundfont", help="a .sf2 file (default: pretty_midi's bundled General MIDI SoundFont)")
@@ -308,15 +319,18 @@ def _render_args(p) -> list[Section]:
     return []
 
 
-def _demo_args(p) -> list[Section]:
+def _demo_args(p: argparse.ArgumentParser) -> list[Section]:
     p.add_argument("--out", default="out", help="output folder (default: out)")
-    p.add_argument("--checkpoint", default="bach-gpt", help="run or checkpoint folder (default: bach-gpt, the bundled model)")
+    p.add_argument("--checkpoint", default="bach-gpt",
+                   help="run or checkpoint folder (default: bach-gpt, the bundled model)")
     p.add_argument("--samples", type=int, default=8, help="pieces to generate for the evaluation (default: 8)")
     return []
 
 
-def _export_corpus_args(p) -> list[Section]:
-    p.add_argument("--composer", default="bach", help="folder(s) of music21's corpus, comma-separated (bach, beethoven, ...), or 'all' (default bach)")
+def _export_corpus_args(p: argparse.ArgumentParser) -> list[Section]:
+    p.add_argument("--composer", default="bach",
+                   help="folder(s) of music21's corpus, comma-separated (bach, beethoven, ...), "
+                        "or 'all' (default bach)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--limit", type=int, default=None, help="export only the first N works")
@@ -324,20 +338,22 @@ def _export_corpus_args(p) -> list[Section]:
 
 
 COMMANDS = {  # name: (what it does, its flags, what runs it)
-    "check": ("round-trip every MIDI file (encode -> decode): note F1, tempo and dynamics changed, failures", _check_args, cmd_check),
+    "check": ("round-trip every MIDI file (encode -> decode): note F1, tempo and dynamics changed, failures",
+              _check_args, cmd_check),
     "encode": ("print the tokens of one MIDI file", _encode_args, cmd_encode),
     "prepare": ("encode folders of MIDI files into a prepared corpus (memmap token files)", _prepare_args, cmd_prepare),
     "train": ("train a model on a prepared corpus", _train_args, cmd_train),
     "generate": ("sample music from a checkpoint", _generate_args, cmd_generate),
     "evaluate": ("likelihood on a split and music statistics of generated samples", _evaluate_args, cmd_evaluate),
     "render": ("render a MIDI file to WAV with FluidSynth", _render_args, cmd_render),
-    "demo": ("prepare the bundled chorales, continue a held-out one with the bundled model, render, evaluate", _demo_args, cmd_demo),
+    "demo": ("prepare the bundled chorales, continue a held-out one with the bundled model, render, evaluate",
+             _demo_args, cmd_demo),
     "export-corpus": ("export music21's bundled corpus to MIDI files", _export_corpus_args, cmd_export_corpus),
 }
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, as every other error (not the whole usage)
+    def error(self, message: str):  # one line, as every other error (not the whole usage)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -352,7 +368,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (text, add_args, run) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         if name == command:
-            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="show the traceback of an error")
             sections = add_args(p)
             if sections:
                 p.add_argument("--config", metavar="FILE.json", help=flags.config_help(sections))
@@ -386,7 +403,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split("\n")) or type(exc).__name__
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from .errors import CheckpointError, PlaybackError, TrainingError
 
     argv = sys.argv[1:] if argv is None else list(argv)

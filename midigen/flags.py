@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from .config import choices_of, conform, type_hints, unwrap_optional
+from .config import JSONConfig, choices_of, conform, type_hints, unwrap_optional
 
 NONE_WORDS = ("none", "null")
 
@@ -45,7 +47,7 @@ class Section:
     def names(self) -> list[str]:
         return [f.name for _, f in self.fields()]
 
-    def make(self, values: dict, args: argparse.Namespace | None = None):
+    def make(self, values: dict, args: argparse.Namespace | None = None) -> JSONConfig | dict:
         return self.build(values, args) if self.build else self.classes[0].from_dict(values)
 
 
@@ -53,13 +55,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def default_of(f):
+def default_of(f: Field) -> Any:
     if f.default is not MISSING:
         return f.default
     return f.default_factory() if f.default_factory is not MISSING else None
 
 
-def show(value) -> str:
+def show(value: Any) -> str:
     """A default as it appears in --help."""
     if isinstance(value, tuple):
         return ",".join(map(str, value)) if value else "empty"
@@ -75,7 +77,7 @@ def _item(text: str):
     return text
 
 
-def _value_parser(cls, f) -> tuple[Callable, str]:
+def _value_parser(cls: type, f: Field) -> tuple[Callable, str]:
     """(str -> value, metavar) for a non-bool field."""
     hint, optional = unwrap_optional(type_hints(cls)[f.name])
     allowed = choices_of(cls, f)
@@ -91,10 +93,12 @@ def _value_parser(cls, f) -> tuple[Callable, str]:
         if optional and text.lower() in NONE_WORDS:
             return None
         if is_tuple:
-            return tuple(_item(t.strip()) for t in text.split(",") if t.strip() and t.lower() not in NONE_WORDS)
+            return tuple(_item(t.strip()) for t in text.split(",")
+                         if t.strip() and t.lower() not in NONE_WORDS)
         if allowed is not None:
             if text not in map(str, allowed):
-                raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(map(str, allowed))})")
+                raise argparse.ArgumentTypeError(f"invalid choice {text!r} "
+                                                 f"(choose from {', '.join(map(str, allowed))})")
             return next(a for a in allowed if str(a) == text)
         if hint in (int, float):
             try:
@@ -107,7 +111,7 @@ def _value_parser(cls, f) -> tuple[Callable, str]:
     return parse, metavar + ("|none" if optional and allowed is None else "")
 
 
-def add_flags(parser: argparse.ArgumentParser, section: Section, quiet: bool = True):
+def add_flags(parser: argparse.ArgumentParser, section: Section, quiet: bool = True) -> argparse._ArgumentGroup:
     """The flags of every field of ``section`` (and ``-q/--quiet`` for a ``progress`` field), in a group."""
     g = parser.add_argument_group(section.title)
     for cls, f in section.fields():
@@ -116,7 +120,8 @@ def add_flags(parser: argparse.ArgumentParser, section: Section, quiet: bool = T
         dest = f"{section.key}:{f.name}"
         hint, _ = unwrap_optional(type_hints(cls)[f.name])
         if hint is bool:
-            g.add_argument(*names, action=argparse.BooleanOptionalAction, dest=dest, default=argparse.SUPPRESS, help=text)
+            g.add_argument(*names, action=argparse.BooleanOptionalAction, dest=dest, default=argparse.SUPPRESS,
+                           help=text)
         else:
             parse, metavar = _value_parser(cls, f)
             g.add_argument(*names, type=parse, metavar=metavar, dest=dest, default=argparse.SUPPRESS, help=text)
@@ -139,9 +144,8 @@ def config_help(sections: list[Section]) -> str:
             f"section ({{{keys}}}); flags given on the command line override it")
 
 
-def read_config(path, sections: list[Section]) -> dict[str, dict]:
-    """The values a --config JSON file sets, per section: ``{key: {field: value}}``."""
-    where = f"--config {path}"
+def _read_json_object(path: str | os.PathLike, where: str) -> dict:
+    """The JSON object in file ``path``; errors say ``where`` (``--config PATH``) in one line."""
     try:
         d = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -152,6 +156,13 @@ def read_config(path, sections: list[Section]) -> dict[str, dict]:
         raise ValueError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    return d
+
+
+def read_config(path: str | os.PathLike, sections: list[Section]) -> dict[str, dict]:
+    """The values a --config JSON file sets, per section: ``{key: {field: value}}``."""
+    where = f"--config {path}"
+    d = _read_json_object(path, where)
     by_key = {s.key: s for s in sections}
     owners: dict[str, list[Section]] = {}
     for s in sections:
@@ -159,7 +170,7 @@ def read_config(path, sections: list[Section]) -> dict[str, dict]:
             owners.setdefault(name, []).append(s)
     out: dict[str, dict] = {s.key: {} for s in sections}
 
-    def put(s: Section, name: str, value):
+    def put(s: Section, name: str, value: Any):
         cls = next(c for c, f in s.fields() if f.name == name)
         try:
             out[s.key][name] = conform(cls, name, value)
@@ -179,7 +190,8 @@ def read_config(path, sections: list[Section]) -> dict[str, dict]:
         elif k in owners and len(owners[k]) == 1:
             put(owners[k][0], k, v)
         elif k in owners:
-            raise ValueError(f"{where}: {k!r} is ambiguous; put it in a section ({', '.join(s.key for s in owners[k])})")
+            raise ValueError(f"{where}: {k!r} is ambiguous; put it in a section "
+                             f"({', '.join(s.key for s in owners[k])})")
         else:
             classes = [c.__name__ for s in sections for c in s.classes]
             raise ValueError(f"{where}: unknown key {k!r} (neither a field of {', '.join(classes)} "
@@ -197,4 +209,5 @@ def values(args: argparse.Namespace, sections: list[Section]) -> dict[str, dict]
     return out
 
 
-__all__ = ["Section", "add_flags", "config_help", "default_of", "flag", "in_flag_terms", "read_config", "show", "values"]
+__all__ = ["Section", "add_flags", "config_help", "default_of", "flag", "in_flag_terms", "read_config", "show",
+           "values"]

@@ -34,12 +34,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .encoding import KIND_NAMES
 from .encoding.quantise import ticks_to_steps
 from .midi import Score
+
+if TYPE_CHECKING:
+    import torch
+    from numpy.typing import ArrayLike
+
+    from .data import PreparedCorpus
+    from .model import GPT
 
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
@@ -62,7 +70,8 @@ class Grid:
     beats_per_bar: int
 
     @classmethod
-    def from_score(cls, score: Score, steps_per_beat: int = 4, beats_per_bar: int | None = None, max_duration: int = 64):
+    def from_score(cls, score: Score, steps_per_beat: int = 4, beats_per_bar: int | None = None,
+                   max_duration: int = 64) -> Grid:
         onset = ticks_to_steps(score.start, score.ticks_per_quarter, steps_per_beat)
         end = ticks_to_steps(score.end, score.ticks_per_quarter, steps_per_beat)
         if beats_per_bar is None:
@@ -95,7 +104,8 @@ def music_statistics(score: Score, steps_per_beat: int = 4, beats_per_bar: int |
         scales = [(np.isin(p % 12, (s + k) % 12)).mean() for s in (MAJOR, MINOR) for k in range(12)]
         out["scale_consistency"] = float(max(scales))
     else:
-        for k in ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "polyphony", "polyphony_rate", "scale_consistency"):
+        for k in ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "polyphony", "polyphony_rate",
+                  "scale_consistency"):
             out[k] = float("nan")
     onsets = g.onset
     n_beats = int(max((g.onset + g.duration).max(initial=0), 1) + g.steps_per_beat - 1) // g.steps_per_beat
@@ -119,7 +129,7 @@ def music_statistics(score: Score, steps_per_beat: int = 4, beats_per_bar: int |
     return out
 
 
-def overlap_and_kl(a, b, bins: int = 20) -> tuple[float, float]:
+def overlap_and_kl(a: ArrayLike, b: ArrayLike, bins: int = 20) -> tuple[float, float]:
     """Overlapping area and KL(a || b) of two samples' histograms on shared bins."""
     a = np.asarray(a, float)
     b = np.asarray(b, float)
@@ -135,7 +145,7 @@ def overlap_and_kl(a, b, bins: int = 20) -> tuple[float, float]:
     return _oa_kl(pa, pb)
 
 
-def _oa_kl(pa, pb, eps: float = 1e-6) -> tuple[float, float]:
+def _oa_kl(pa: ArrayLike, pb: ArrayLike, eps: float = 1e-6) -> tuple[float, float]:
     pa = np.asarray(pa, float) / max(np.sum(pa), 1e-12)
     pb = np.asarray(pb, float) / max(np.sum(pb), 1e-12)
     oa = float(np.minimum(pa, pb).sum())
@@ -163,8 +173,8 @@ def compare(generated: list[dict], reference: list[dict]) -> dict:
     return out
 
 
-def likelihood(model, corpus, batch_size: int = 8, seq_len: int | None = None, max_batches: int | None = None,
-               device="cpu", per_token: bool = False) -> dict:
+def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len: int | None = None,
+               max_batches: int | None = None, device: str | torch.device = "cpu", per_token: bool = False) -> dict:
     """Loss, perplexity, bits per token and bits per note of ``model`` on a `PreparedCorpus` split.
 
     Every token of the split is scored once, piece by piece (the ``contiguous`` batcher), so a

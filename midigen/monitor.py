@@ -27,11 +27,19 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .callbacks import Callback
 from .config import JSONConfig, opt
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .encoding import Tokens
+    from .midi import Score
+    from .train import Trainer
 
 MAX_DATA_PIECES = 32  # validation pieces whose statistics are the reference
 
@@ -50,7 +58,8 @@ class MonitorConfig(JSONConfig):
         super().__post_init__()
         for name in ("monitor_samples", "monitor_tokens", "monitor_sample_rate"):
             if getattr(self, name) < (0 if name == "monitor_samples" else 1):
-                raise ValueError(f"{name} must be >= {0 if name == 'monitor_samples' else 1}, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= {0 if name == 'monitor_samples' else 1}, "
+                                 f"got {getattr(self, name)}")
         if min(self.monitor_prompt_beats, self.monitor_temperature, self.monitor_seconds) <= 0:
             raise ValueError("monitor_prompt_beats, monitor_temperature and monitor_seconds must be > 0")
 
@@ -64,7 +73,7 @@ class MusicMonitor(Callback):
         self._data_stats: dict | None = None
         self.seconds: list[float] = []  # the cost of each evaluation's monitoring
 
-    def _setup(self, trainer) -> None:
+    def _setup(self, trainer: Trainer) -> None:
         from .generate import prompt_from_midi
         from .metrics import SCALAR_STATS, music_statistics
 
@@ -72,12 +81,13 @@ class MusicMonitor(Callback):
         spb = tok.config.steps_per_beat
         pieces = [tok.decode(np.asarray(valid.piece(i)[0])) for i in range(min(len(valid), MAX_DATA_PIECES))]
         stats = [music_statistics(s, spb) for s in pieces if s.n_notes]
-        self._data_stats = {k: float(np.nanmean([s[k] for s in stats])) if stats else float("nan") for k in SCALAR_STATS}
+        self._data_stats = {k: float(np.nanmean([s[k] for s in stats])) if stats else float("nan")
+                            for k in SCALAR_STATS}
         n = self.cfg.monitor_samples
         self._prompts = [prompt_from_midi(pieces[i % len(pieces)], tok, beats=self.cfg.monitor_prompt_beats)
                          for i in range(n)] if pieces else []
 
-    def on_evaluate(self, trainer, metrics: dict) -> None:
+    def on_evaluate(self, trainer: Trainer, metrics: dict) -> None:  # noqa: ARG002 (the Callback API's signature)
         if self.cfg.monitor_samples <= 0 or trainer.writer is None:
             return
         t0 = time.perf_counter()
@@ -95,7 +105,8 @@ class MusicMonitor(Callback):
                 stats.append(music_statistics(score, tok.config.steps_per_beat))
         rows = []
         for k in SCALAR_STATS:
-            mine = float(np.nanmean([s[k] for s in stats])) if stats and np.isfinite([s[k] for s in stats]).any() else float("nan")
+            mine = (float(np.nanmean([s[k] for s in stats])) if stats and np.isfinite([s[k] for s in stats]).any()
+                    else float("nan"))
             writer.add_scalar(f"monitor/sample/{k}", mine, step)
             writer.add_scalar(f"monitor/data/{k}", self._data_stats[k], step)
             rows.append(f"| {k} | {mine:.3f} | {self._data_stats[k]:.3f} |")
@@ -104,14 +115,14 @@ class MusicMonitor(Callback):
         self.seconds.append(time.perf_counter() - t0)
         writer.add_scalar("monitor/seconds", self.seconds[-1], step)
 
-    def _sample(self, trainer, prompt, seed: int):
+    def _sample(self, trainer: Trainer, prompt: Tokens, seed: int) -> Score:
         from .generate import generate
 
         (toks,) = generate(trainer.raw_model, trainer.tokenizer, prompt, max_new_tokens=self.cfg.monitor_tokens,
                            temperature=self.cfg.monitor_temperature, seed=seed)
         return trainer.tokenizer.decode(toks.ids)
 
-    def _audio(self, writer, tag: str, score, step: int) -> None:
+    def _audio(self, writer: SummaryWriter, tag: str, score: Score, step: int) -> None:
         import torch
 
         from .errors import PlaybackError
@@ -121,13 +132,14 @@ class MusicMonitor(Callback):
         try:
             with warnings.catch_warnings():  # (sine waves only where no SoundFont synthesiser is installed)
                 warnings.simplefilter("ignore")
-                audio = render(score, rate, fallback=True, seconds=self.cfg.monitor_seconds) if score.n_notes else np.zeros(rate // 10, np.float32)
+                audio = (render(score, rate, fallback=True, seconds=self.cfg.monitor_seconds) if score.n_notes
+                         else np.zeros(rate // 10, np.float32))
         except PlaybackError as exc:  # a broken SoundFont must not stop the training
             writer.add_text(tag, f"no audio: {exc}", step)
             return
         writer.add_audio(tag, torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None], step, sample_rate=rate)
 
-    def _piano_roll(self, writer, tag: str, score, step: int) -> None:
+    def _piano_roll(self, writer: SummaryWriter, tag: str, score: Score, step: int) -> None:
         from matplotlib.figure import Figure
 
         from .playback import piano_roll

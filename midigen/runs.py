@@ -27,15 +27,24 @@ is a different run, so it is refused with a one-line error that lists every diff
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import atomic
 from .errors import RunFolderError, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
+# A ``trainer`` here is a `midigen.train.Trainer`, typed Any: train is a higher layer, which this
+# module may not import, not even for annotations (the import contracts count those too).
 
 RUN_ENTRIES = ("train_config.json", "history.jsonl", "tensorboard", "latest", "best")
 #: `TrainConfig` fields that may differ from the run's on resume (every other field must agree).
@@ -50,28 +59,29 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def entries(out) -> list[Path]:
+def entries(out: str | os.PathLike) -> list[Path]:
     """The run's own entries in folder ``out`` (including a checkpoint half-renamed by a crash)."""
     p = Path(out)
     if not p.is_dir():
         return []
-    return [p / n for n in RUN_ENTRIES if (p / n).exists()] + sorted(p.glob(".latest.*")) + sorted(p.glob(".best.*"))
+    return ([p / n for n in RUN_ENTRIES if (p / n).exists()]
+            + sorted(p.glob(".latest.*")) + sorted(p.glob(".best.*")))
 
 
-def refuse_existing(out) -> None:
+def refuse_existing(out: str | os.PathLike) -> None:
     """Raise `RunFolderError` if ``out`` holds a run already."""
     if entries(out):
         raise RunFolderError(f"{out} holds a run already: continue it with --resume (midigen train --resume {out}), "
                              "clear it with --overwrite, or choose another --out")
 
 
-def clear(out) -> None:
+def clear(out: str | os.PathLike) -> None:
     """Remove the run's own entries from ``out`` (other files there are left alone)."""
     for p in entries(out):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def read_run(out) -> dict:
+def read_run(out: str | os.PathLike) -> dict:
     """What the run in ``out`` was made with: ``{"model", "model_config", "train_config", ...}``."""
     p = Path(out)
     for path in (p / "train_config.json", p / "latest" / "config.json", p / "best" / "config.json"):
@@ -87,13 +97,13 @@ def read_run(out) -> dict:
     raise RunFolderError(f"{p}: nothing to resume ({where}); start the run without --resume")
 
 
-def _same(key: str, a, b) -> bool:
+def _same(key: str, a: Any, b: Any) -> bool:
     if key == "data" and a is not None and b is not None:
         return a == b or Path(a).resolve() == Path(b).resolve()
     return json.loads(json.dumps(a)) == json.loads(json.dumps(b))  # (tuples and lists alike)
 
 
-def check_resume(out, saved: dict, train: dict, model: dict | None) -> dict:
+def check_resume(out: str | os.PathLike, saved: dict, train: dict, model: dict | None) -> dict:
     """Check settings given on resume against the run's; returns the changes allowed on resume.
 
     ``train``: `TrainConfig` fields as given (all of them, or only those typed); ``model``: model
@@ -113,7 +123,8 @@ def check_resume(out, saved: dict, train: dict, model: dict | None) -> dict:
             diffs.append(f"{_flag(k)} {saved_train[k]} (given {v})")
     for k, v in (model or {}).items():
         if not _same(k, saved_model.get(k), v):
-            shown = ",".join(map(str, saved_model[k])) if isinstance(saved_model.get(k), list) else saved_model.get(k, "unset")
+            shown = (",".join(map(str, saved_model[k])) if isinstance(saved_model.get(k), list)
+                     else saved_model.get(k, "unset"))
             diffs.append(f"{_flag(k)} {shown} (given {v})")
     if diffs:
         raise RunFolderError(f"{out} was trained with other settings than given: {', '.join(diffs)}; leave them out "
@@ -122,16 +133,17 @@ def check_resume(out, saved: dict, train: dict, model: dict | None) -> dict:
     return changes
 
 
-def resume_command(out, world: int = 1) -> str:
+def resume_command(out: str | os.PathLike, world: int = 1) -> str:
     """The command line that resumes the run in ``out``."""
     run = f"-m midigen train --resume {shlex.quote(str(out))}"
-    return f"torchrun --nproc_per_node {world} {run}" if world > 1 else f"midigen train --resume {shlex.quote(str(out))}"
+    return (f"torchrun --nproc_per_node {world} {run}" if world > 1
+            else f"midigen train --resume {shlex.quote(str(out))}")
 
 
 # ---------------------------------------------------------------- a trainer's run folder
 
 
-def restore(trainer) -> None:
+def restore(trainer: Any) -> None:
     """Load the run's ``latest`` checkpoint into ``trainer`` (model, optimizer, memories, step,
     data position, RNG, history). A run stopped before its first checkpoint starts at step 0."""
     from .checkpoint import load_training_state, read_checkpoint, set_rng_state
@@ -145,7 +157,8 @@ def restore(trainer) -> None:
         return
     _, _, tokenizer = read_checkpoint(path)
     if tokenizer != trainer.tokenizer:
-        raise RunFolderError(f"{trainer.cfg.data} was prepared with another tokenizer than the run {out} was trained with")
+        raise RunFolderError(f"{trainer.cfg.data} was prepared with another tokenizer than the run {out} was "
+                             "trained with")
     state = load_training_state(path, trainer.raw_model, trainer.optimizer, trainer.memory)
     trainer.step, trainer.epoch, trainer.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
     trainer.best_val, trainer.bad_evals = state["best_val"], state["bad_evals"]
@@ -156,7 +169,7 @@ def restore(trainer) -> None:
         trainer.history = [h for h in history if h["step"] <= trainer.step]
 
 
-def begin(trainer) -> None:
+def begin(trainer: Any) -> None:
     """Make the run folder ready for ``trainer`` to write: cleared if asked (``overwrite``), the
     history cut at the resumed step, a TensorBoard writer, ``train_config.json``."""
     from torch.utils.tensorboard import SummaryWriter
@@ -174,7 +187,7 @@ def begin(trainer) -> None:
     atomic.write_json(out / "train_config.json", trainer._meta())
 
 
-def interruption(trainer, name: str) -> TrainingInterrupted:
+def interruption(trainer: Any, name: str) -> TrainingInterrupted:
     """The error to raise once ``latest`` is saved after signal ``name``: where, and how to resume."""
     if trainer.writer is not None:
         trainer.writer.flush()
@@ -193,12 +206,12 @@ class StopSignals:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self, say=None):
+    def __init__(self, say: Callable[[str], None] | None = None):
         self.caught: str | None = None
         self._say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._previous: dict = {}
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, _frame: FrameType | None):
         name = signal.Signals(signum).name
         self.caught = self.caught or name
         # the next one of the same kind acts at once

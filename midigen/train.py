@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.distributed as dist
@@ -50,6 +50,12 @@ from .data import PreparedCorpus, make_batches
 from .data.augment import Augmenter
 from .errors import RunFolderError, TrainingError
 from .model import MODELS, GPTConfig, build_model
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .encoding import Tokenizer
+    from .model import Memory
 
 
 @dataclass
@@ -99,7 +105,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
-def default_model_config(tokenizer, seq_len: int, model: str = "gpt", **overrides) -> GPTConfig:
+def default_model_config(tokenizer: Tokenizer, seq_len: int, model: str = "gpt", **overrides) -> GPTConfig:
     """A model config sized for the corpus: its tokenizer's ids, 4/4 bars at the encoding's resolution."""
     kw = dict(vocab_size=len(tokenizer), block_size=seq_len, steps_per_bar=4 * tokenizer.config.steps_per_beat)
     kw.update(overrides)
@@ -131,7 +137,41 @@ class Trainer:
         elif not overwrite:
             runs.refuse_existing(self.out)
         self._clear = overwrite
-        # ---- processes
+        self._init_processes()
+        # ---- data
+        self.train_data = PreparedCorpus(cfg.data, "train", cfg.location)
+        self.valid_data = PreparedCorpus(cfg.data, "valid", cfg.location)
+        self.tokenizer = self.train_data.tokenizer  # (with merges for a BPE corpus)
+        if self.valid_data.n_tokens == 0:
+            raise ValueError(f"{cfg.data}: the validation split is empty; prepare with a larger --valid-fraction")
+        if cfg.model not in MODELS:
+            raise ValueError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
+        self.uses_memory = cfg.model != "gpt"
+        self.strategy = cfg.strategy or ("contiguous" if self.uses_memory else "random_windows")
+        if self.uses_memory and self.strategy != "contiguous":
+            raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
+        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        self.augmenter = (Augmenter(self.train_data, cfg.transpose, cfg.tempo_shift, seed=cfg.seed)
+                          if cfg.transpose or cfg.tempo_shift else None)  # training batches only
+        self._init_model(model_config, saved)
+        # ---- state
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = float("inf")
+        self.bad_evals = 0
+        self.history: list[dict] = []
+        self.resumed = resume
+        if resume:
+            runs.restore(self)
+        self.callbacks = list(callbacks or [])
+        if cfg.progress and self.is_main:
+            self.callbacks.insert(0, ProgressCallback())
+        self.writer = None
+
+    def _init_processes(self) -> None:
+        """This process's rank and device; under ``torchrun``, the process group."""
+        cfg = self.cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if cfg.device == "auto":
@@ -148,22 +188,11 @@ class Trainer:
                 raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
         self.device = torch.device(device)
         self.is_main = self.rank == 0
-        # ---- data
-        self.train_data = PreparedCorpus(cfg.data, "train", cfg.location)
-        self.valid_data = PreparedCorpus(cfg.data, "valid", cfg.location)
-        self.tokenizer = self.train_data.tokenizer  # (with merges for a BPE corpus)
-        if self.valid_data.n_tokens == 0:
-            raise ValueError(f"{cfg.data}: the validation split is empty; prepare with a larger --valid-fraction")
-        if cfg.model not in MODELS:
-            raise ValueError(f"unknown model {cfg.model!r} (known: {', '.join(MODELS)})")
-        self.uses_memory = cfg.model != "gpt"
-        self.strategy = cfg.strategy or ("contiguous" if self.uses_memory else "random_windows")
-        if self.uses_memory and self.strategy != "contiguous":
-            raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
-        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
-        self.augmenter = (Augmenter(self.train_data, cfg.transpose, cfg.tempo_shift, seed=cfg.seed)
-                          if cfg.transpose or cfg.tempo_shift else None)  # training batches only
-        # ---- model and optimizer
+
+    def _init_model(self, model_config: GPTConfig | dict | None, saved: dict | None) -> None:
+        """The model (the run's own config on resume, else ``model_config`` or one sized for the corpus),
+        its optimizer, its memories, and its compiled or DDP wrapper ``self.model``."""
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         if saved is not None:  # the run's own model config
             self.raw_model = build_model(cfg.model, saved["model_config"])
@@ -172,7 +201,8 @@ class Trainer:
             model_config = default_model_config(self.tokenizer, cfg.seq_len, cfg.model, **(model_config or {}))
         self.model_config = model_config
         if self.model_config.vocab_size != len(self.tokenizer):
-            raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary {len(self.tokenizer)}")
+            raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary "
+                             f"{len(self.tokenizer)}")
         if saved is None:
             self.raw_model = build_model(cfg.model, self.model_config.to_dict())
         self.raw_model = self.raw_model.to(self.device)
@@ -187,25 +217,12 @@ class Trainer:
 
             self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+            else torch.autocast("cpu", enabled=False)
         )
-        # ---- state
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.best_val = float("inf")
-        self.bad_evals = 0
-        self.history: list[dict] = []
-        self.resumed = resume
-        if resume:
-            runs.restore(self)
-        self.callbacks = list(callbacks or [])
-        if cfg.progress and self.is_main:
-            self.callbacks.insert(0, ProgressCallback())
-        self.writer = None
 
     @classmethod
-    def from_run(cls, run, model_config: dict | None = None, callbacks: list[Callback] | None = None,
+    def from_run(cls, run: str | os.PathLike, model_config: dict | None = None, callbacks: list[Callback] | None = None,
                  **changes) -> Trainer:
         """Resume the run in folder ``run`` with the data, model and settings it was made with.
 
@@ -237,7 +254,7 @@ class Trainer:
         rows = slice(self.rank * per, (self.rank + 1) * per)
         return {k: v[rows].to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _memory_kw(self, b: dict, memory) -> dict:
+    def _memory_kw(self, b: dict, memory: Memory | None) -> dict:
         if memory is None:
             return {}
         return {"memory": memory, "reset": b["reset"], "valid": b["piece"] >= 0}
@@ -338,7 +355,8 @@ class Trainer:
                     if evaluated:
                         metrics = self._evaluate_and_save()
                         if cfg.patience is not None and self.bad_evals >= cfg.patience:
-                            self._say(f"early stopping at step {self.step}: no improvement in {cfg.patience} validations")
+                            self._say(f"early stopping at step {self.step}: no improvement in {cfg.patience} "
+                                      "validations")
                             break
                         t_last = time.perf_counter()  # don't count evaluation as training time
                     if (stop_now or signals.caught) and self.step < stop:
@@ -351,7 +369,8 @@ class Trainer:
                 self.writer.close()
         return metrics
 
-    def _step(self, data, tokens_per_step: int, t_last: float, signals) -> tuple[dict, bool]:
+    def _step(self, data: Iterator[dict], tokens_per_step: int, t_last: float,
+              signals: runs.StopSignals) -> tuple[dict, bool]:
         """One optimizer step; returns its record and whether any process was asked to stop."""
         cfg = self.cfg
         lr = lr_at(self.step, cfg)

@@ -1,6 +1,8 @@
-"""The model: one GPT (gpt.py) with optional XL and kNN memory, whose stores are in memory.py."""
+"""The model: one GPT (gpt.py) with optional XL and kNN memory, whose stores are in memory.py;
+the KV cache of generation in cache.py."""
 
-from .gpt import GPT, MODELS, GPTConfig, KVCache
+from .cache import KVCache
+from .gpt import GPT, MODELS, GPTConfig
 from .inspection import attention_distance, attention_maps, cosine_similarity, pca, recording
 from .memory import Memory
 

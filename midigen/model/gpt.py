@@ -30,7 +30,7 @@ What is particular to music here:
 
 Attention goes through ``F.scaled_dot_product_attention``, which picks flash / memory-efficient
 kernels on GPU. Positions are learned absolute embeddings or rotary (a config choice). A `KVCache`
-makes generation cost O(1) forward work per new token instead of re-running the whole prefix.
+(cache.py) makes generation cost O(1) forward work per new token instead of re-running the whole prefix.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import JSONConfig, opt
+from .cache import KVCache
 from .memory import Memory, gather, retrieve
 
 if TYPE_CHECKING:
@@ -118,27 +119,6 @@ class GPTConfig(JSONConfig):
             raise ValueError(f"model {name!r} does not match its config: xl_memory={cfg.xl_memory}, "
                              f"knn_layers={cfg.knn_layers}")
         return cfg
-
-
-class KVCache:
-    """Keys and values of every layer for the tokens seen so far, preallocated.
-
-    ``k[layer]``/``v[layer]`` are (batch, heads, max_len, head_size); ``pos`` is how many
-    positions are filled. (A memory model's cache holds un-rotated keys: see `GPT.write_segment`.)
-    """
-
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
-        max_len = max_len or config.block_size
-        hs = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.pos = 0
-
-    @property
-    def max_len(self) -> int:
-        return self.k.shape[3]
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
