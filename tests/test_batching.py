@@ -52,6 +52,8 @@ def check_dtypes(batch, B, L):
     for k in ("x", "y", "steps", "piece"):
         assert batch[k].dtype == torch.int64 and tuple(batch[k].shape) == (B, L), k
         assert batch[k].is_contiguous(), k
+    assert batch["start"].dtype == torch.int64 and tuple(batch["start"].shape) == (B,)
+    assert set(batch) <= {"x", "y", "steps", "piece", "start", "reset"}
     if "reset" in batch:
         assert batch["reset"].dtype == torch.bool and tuple(batch["reset"].shape) == (B,)
 
@@ -69,6 +71,7 @@ def test_random_windows_exact_when_only_one_window_fits(tmp_path):
         "y": [[10, 11, 2, 1, 20, 2]] * 2,
         "steps": [[0, 1, 2, 3, 4, 5]] * 2,
         "piece": [[0, 0, 0, 0, 1, 1]] * 2,
+        "start": [0, 0],
     }
 
 
@@ -140,12 +143,14 @@ def test_per_song_exact(corpus_7_4_10):
         "y": [[10, 11, 12, 13, 14, 2], [20, 21, 2, N, N, N]],
         "steps": [[0, 1, 2, 3, 4, 5], [7, 8, 9, 10, 0, 0]],
         "piece": [[0, 0, 0, 0, 0, 0], [1, 1, 1, 1, -1, -1]],
+        "start": [0, 7],
     }
     assert as_lists(b1) == {
         "x": [[1, 30, 31, 32, 33, 34]],
         "y": [[30, 31, 32, 33, 34, 35]],
         "steps": [[11, 12, 13, 14, 15, 16]],
         "piece": [[2, 2, 2, 2, 2, 2]],
+        "start": [11],
     }
     assert ps.padding_fraction() == pytest.approx(3 / 18)
     dl = PerSong(c, 2, 6, shuffle=False, drop_last=True)
@@ -191,9 +196,12 @@ def test_contiguous_exact_b2(corpus_7_4_10):
     for b in got:
         del b["steps"]
     assert got == [
-        {"x": [[1, 30, 31], [1, 10, 11]], "y": [[30, 31, 32], [10, 11, 12]], "piece": [[2] * 3, [0] * 3], "reset": [True, True]},
-        {"x": [[32, 33, 34], [12, 13, 14]], "y": [[33, 34, 35], [13, 14, 2]], "piece": [[2] * 3, [0] * 3], "reset": [False, False]},
-        {"x": [[35, 36, 37], [1, 20, 21]], "y": [[36, 37, 2], [20, 21, 2]], "piece": [[2] * 3, [1] * 3], "reset": [False, True]},
+        {"x": [[1, 30, 31], [1, 10, 11]], "y": [[30, 31, 32], [10, 11, 12]], "piece": [[2] * 3, [0] * 3], "start": [11, 0],
+         "reset": [True, True]},
+        {"x": [[32, 33, 34], [12, 13, 14]], "y": [[33, 34, 35], [13, 14, 2]], "piece": [[2] * 3, [0] * 3], "start": [14, 3],
+         "reset": [False, False]},
+        {"x": [[35, 36, 37], [1, 20, 21]], "y": [[36, 37, 2], [20, 21, 2]], "piece": [[2] * 3, [1] * 3], "start": [17, 7],
+         "reset": [False, True]},
     ]
     assert ct.padding_fraction() == 0.0
 
@@ -209,6 +217,7 @@ def test_contiguous_exact_with_padded_last_segments(corpus_7_4_10):
             "y": [[30, 31, 32, 33], [10, 11, 12, 13]],
             "steps": [[11, 12, 13, 14], [0, 1, 2, 3]],
             "piece": [[2, 2, 2, 2], [0, 0, 0, 0]],
+            "start": [11, 0],
             "reset": [True, True],
         },
         {
@@ -216,6 +225,7 @@ def test_contiguous_exact_with_padded_last_segments(corpus_7_4_10):
             "y": [[34, 35, 36, 37], [14, 2, N, N]],
             "steps": [[15, 16, 17, 18], [4, 5, 6, 0]],
             "piece": [[2, 2, 2, 2], [0, 0, 0, -1]],
+            "start": [15, 4],
             "reset": [False, False],
         },
         {
@@ -223,6 +233,7 @@ def test_contiguous_exact_with_padded_last_segments(corpus_7_4_10):
             "y": [[2, N, N, N], [20, 21, 2, N]],
             "steps": [[19, 20, 0, 0], [7, 8, 9, 10]],
             "piece": [[2, 2, -1, -1], [1, 1, 1, 1]],
+            "start": [19, 7],
             "reset": [False, True],
         },
     ]
@@ -265,6 +276,7 @@ def test_contiguous_exact_more_rows_than_pieces(corpus_7_4_10):
             [False, True, False, False, False],
         ),
     ]
+    assert [b["start"] for b in got] == [[11, 0, 7, -1, -1], [14, 3, -1, -1, -1], [17, -1, -1, -1, -1]]
     assert [b["piece"] for b in got] == [
         [[2] * 3, [0] * 3, [1] * 3, [-1] * 3, [-1] * 3],
         [[2] * 3, [0] * 3, [-1] * 3, [-1] * 3, [-1] * 3],
@@ -394,6 +406,32 @@ def test_same_batches_from_every_location(tmp_path, monkeypatch, strategy, kw, g
         results[loc] = epochs
     for loc in LOCATIONS[1:]:
         assert results[loc] == results["disk"], loc
+
+
+@pytest.mark.parametrize("strategy,kw", CASES)
+@pytest.mark.parametrize("loc", LOCATIONS)
+def test_start_is_where_each_row_lies_in_the_corpus(tmp_path, strategy, kw, loc):
+    """``corpus.tokens[start[r] + j] == x[r, j]`` (and the steps likewise) wherever there is input;
+    -1 exactly for the rows of padding (`Contiguous`'s rows that ran out of pieces)."""
+    root = write_corpus(tmp_path, [7, 4, 10, 3, 12, 6, 0, 1])
+    c = PreparedCorpus(root, location=loc)
+    flat = np.asarray(PreparedCorpus(root, location="ram").tokens, np.int64)
+    rows = padding = 0
+    for L in (1, 4, 9):
+        for batch in make_batches(c, strategy, 3, L, **kw):
+            x, steps, piece, start = (batch[k].cpu().numpy() for k in ("x", "steps", "piece", "start"))
+            valid = piece >= 0
+            assert np.array_equal(start >= 0, valid[:, 0])
+            for r in range(len(x)):
+                if start[r] < 0:
+                    padding += 1
+                    continue
+                n = int(valid[r].sum())
+                assert valid[r, :n].all() and start[r] + n <= len(flat)  # (right padding only)
+                assert np.array_equal(flat[start[r] : start[r] + n], x[r, :n])
+                assert np.array_equal(np.arange(start[r], start[r] + n), steps[r, :n])  # (steps = positions here)
+                rows += 1
+    assert rows > 0 and (padding > 0) == (strategy == "contiguous")
 
 
 def test_device_argument_moves_batches(corpus_7_4_10):

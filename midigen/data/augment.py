@@ -19,26 +19,25 @@ so a resumed run sees the same augmented batches as an uninterrupted one.
 row that is a running maximum over the row's instrument tokens; for the notes before a row's first
 instrument token the context lies before the row. One pass over the corpus (`_scan`, vectorised,
 at construction) records the positions where the context switches between drums and pitched
-instruments (few: none without drums), so the context at any position is one binary search.
-
-A batch does not carry where its rows start in the corpus, so `row_starts` recovers it: the time
-steps of a piece never decrease, so the tokens of one (piece, step) form one run of the corpus, and
-a row whose first run ends inside the row starts exactly that many tokens before the run's end (a
-binary search in the piece's steps, all rows at once). Only a row that lies entirely inside one
-time step (a chord longer than the row: tiny ``seq_len`` only) is placed by matching its tokens
-against the step's (the first match: where two places hold the same tokens, the row cannot tell
-them apart).
+instruments (few: none without drums), so the context before a row is one binary search at the
+row's start in the corpus (the batch's ``start``), all rows at once on the batch's device.
 
 BPE corpora are refused: a merged token may hold notes of several instruments.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..encoding.vocab import K_INSTR, K_NOTE, K_TEMPO
 from ..midi import DRUMS
+
+if TYPE_CHECKING:
+    from ..encoding.vocab import Vocab
+    from .corpus import PreparedCorpus
 
 IGNORE_INDEX = -100
 SCAN_CHUNK = 1 << 22  # tokens per chunk of the corpus scan (bounded memory)
@@ -47,17 +46,16 @@ BPE_REFUSED = ("augmentation needs a base-token corpus; prepare without --bpe-vo
                "--transpose")
 
 
-def _host(corpus):
-    """Token and step arrays of ``corpus`` that numpy can read (a memmap for a corpus on a device)."""
+def _host_tokens(corpus: PreparedCorpus) -> np.ndarray:
+    """The tokens of ``corpus`` as an array numpy can read (a memmap for a corpus on a device)."""
     if not torch.is_tensor(corpus.tokens):
-        return corpus.tokens, corpus.steps
+        return corpus.tokens
     from .corpus import PreparedCorpus
 
-    disk = PreparedCorpus(corpus.path, corpus.split, "disk")
-    return disk.tokens, disk.steps
+    return PreparedCorpus(corpus.path, corpus.split, "disk").tokens
 
 
-def _scan(tokens, starts, table, n_pieces: int):
+def _scan(tokens: np.ndarray, starts: np.ndarray, table: Vocab, n_pieces: int):
     """One pass over the corpus: the lowest and highest pitched note of each piece, and the
     positions where the instrument context switches between drums and pitched instruments.
 
@@ -99,11 +97,12 @@ class Augmenter:
     piece so that no note leaves the pitch range; ``tempo_shift=2``: tempo tokens move by a uniform
     number of bins in [-2, 2] per piece, clipped to the bin range. Drum notes never move. One new
     draw per piece and epoch, from ``seed``. ``augmenter(batch, epoch)`` returns the augmented batch
-    (a new dict; x and y augmented alike, the rest untouched). Counts accumulate in `counts`
+    (a new dict; x and y augmented alike, the rest untouched), for a batch of
+    `midigen.data.batching` (it reads ``piece`` and ``start``). Counts accumulate in `counts`
     (`take_counts` hands them over and starts again).
     """
 
-    def __init__(self, corpus, transpose: int = 0, tempo_shift: int = 0, seed: int = 0):
+    def __init__(self, corpus: PreparedCorpus, transpose: int = 0, tempo_shift: int = 0, seed: int = 0):
         tokenizer = corpus.tokenizer
         if tokenizer.has_merges:
             raise ValueError(BPE_REFUSED)
@@ -115,20 +114,19 @@ class Augmenter:
         self.n_tempi = len(cfg.tempo_values()) if cfg.tempo else 0
         if tempo_shift and not cfg.tempo:
             raise ValueError("tempo_shift needs tempo tokens, and this corpus's encoding has none (tempo=False)")
-        self._tokens, self._steps = _host(corpus)
         self._starts = np.asarray(corpus.starts, np.int64)
-        self._lengths = np.asarray(corpus.lengths, np.int64)
-        low, high, self._switches = _scan(self._tokens, self._starts, table, len(self._starts))
+        low, high, self._switches = _scan(_host_tokens(corpus), self._starts, table, len(self._starts))
         R = self.transpose
         pitched = high >= 0
-        self.shift_low = np.where(pitched, np.maximum(-R, cfg.min_pitch - low), -R) if R else np.zeros(len(low), np.int64)
-        self.shift_high = np.where(pitched, np.minimum(R, cfg.max_pitch - high), R) if R else np.zeros(len(low), np.int64)
+        self.shift_low = np.where(pitched, np.maximum(-R, cfg.min_pitch - low), -R)  # (R = 0: all 0)
+        self.shift_high = np.where(pitched, np.minimum(R, cfg.max_pitch - high), R)
         self.limited = (self.shift_low > -R) | (self.shift_high < R)
         self.pieces_limited = int(np.count_nonzero(self.limited))
         """Pieces whose shift range was limited so that none of their notes leaves the pitch range."""
         # per-id tables, moved to the batches' device on first use
         self._tables_np = {"kind": table.kind.astype(np.int64), "value": table.value,
-                           "drums": (table.kind == K_INSTR) & (table.value == DRUMS), "limited": self.limited}
+                           "drums": (table.kind == K_INSTR) & (table.value == DRUMS), "limited": self.limited,
+                           "switches": self._switches}
         self._tempo_offset = table.tempo_offset
         self._tables: dict = {}
         self._epoch_cache: tuple | None = None
@@ -163,7 +161,9 @@ class Augmenter:
             self._epoch_cache = (epoch, dev, *(torch.as_tensor(a, device=dev) for a in self.shifts(epoch)))
         return self.apply(batch, self._epoch_cache[2], self._epoch_cache[3])
 
-    def apply(self, batch: dict, pitch_shift, tempo_shift=None) -> dict:
+    def apply(
+        self, batch: dict, pitch_shift: np.ndarray | torch.Tensor, tempo_shift: np.ndarray | torch.Tensor | None = None
+    ) -> dict:
         """The batch with piece ``p`` transposed by ``pitch_shift[p]`` semitones and its tempo
         tokens moved by ``tempo_shift[p]`` bins (arrays or tensors over all pieces of the corpus)."""
         x, y, piece = batch["x"], batch["y"], batch["piece"]
@@ -178,7 +178,7 @@ class Augmenter:
         delta = torch.zeros_like(w)
         notes = (kind == K_NOTE) & valid
         if len(self._switches):  # (no switch: no drums in the corpus)
-            notes &= ~self._drum_context(batch, w, kind, t)
+            notes &= ~self._drum_context(batch["start"], w, kind, t)
         k = torch.as_tensor(pitch_shift, dtype=torch.int64, device=dev)[pc]
         delta = torch.where(notes, k, delta)
         self.counts["notes_shifted"] += int((notes[:, :-1] & (k[:, :-1] != 0)).sum())
@@ -196,58 +196,18 @@ class Augmenter:
         out["y"] = torch.where(y == IGNORE_INDEX, y, y + delta[:, 1:])
         return out
 
-    def _device_tables(self, dev) -> dict:
+    def _device_tables(self, dev: torch.device) -> dict:
         if dev not in self._tables:
             self._tables[dev] = {k: torch.as_tensor(v, device=dev) for k, v in self._tables_np.items()}
         return self._tables[dev]
 
-    def _drum_context(self, batch, w, kind, t) -> torch.Tensor:
-        """(B, L+1) bool: the last instrument token at or before each token is ``drums``."""
+    def _drum_context(self, start: torch.Tensor, w: torch.Tensor, kind: torch.Tensor, t: dict) -> torch.Tensor:
+        """(B, L+1) bool: the last instrument token at or before each token is ``drums`` (rows
+        starting at ``start`` in the corpus, -1 for a row of padding)."""
         B, L1 = w.shape
-        j = self.row_starts(batch)  # (B,) numpy, -1 for a row of padding
-        n_sw = np.searchsorted(self._switches, np.maximum(j, 0), side="left")  # switches before the row
-        before = torch.as_tensor((n_sw % 2 == 1) & (j >= 0), device=w.device)
+        n_sw = torch.searchsorted(t["switches"], start.clamp(min=0))  # switches before the row
+        before = (n_sw % 2 == 1) & (start >= 0)
         pos = torch.arange(L1, device=w.device).expand(B, L1)
         last = torch.where(kind == K_INSTR, pos, -1).cummax(dim=1).values
         inside = t["drums"][w.gather(1, last.clamp(min=0))]
         return torch.where(last >= 0, inside, before[:, None])
-
-    # ------------------------------------------------------------ where rows start
-    def row_starts(self, batch: dict) -> np.ndarray:
-        """The corpus offset of each row's first token (-1 for a row of padding), from its pieces,
-        time steps and tokens (see the module's docstring)."""
-        piece, steps = batch["piece"], batch["steps"]
-        p0, s0 = piece[:, :1], steps[:, :1]
-        run = ((piece == p0) & (steps == s0)).long().cumprod(dim=1).sum(dim=1)  # the first run's length
-        n_valid = (piece >= 0).sum(dim=1)
-        p0, s0, run, n_valid = (a.reshape(-1).cpu().numpy() for a in (p0, s0, run, n_valid))
-        j = np.full(len(p0), -1, np.int64)
-        rows = np.flatnonzero(p0 >= 0)
-        start = self._starts[p0[rows]]
-        end = self._search(start, start + self._lengths[p0[rows]], s0[rows], right=True)  # (piece, step) run's end
-        leaves = run[rows] < n_valid[rows]
-        j[rows[leaves]] = end[leaves] - run[rows[leaves]]
-        for r, first, e in zip(rows[~leaves].tolist(), start[~leaves].tolist(), end[~leaves].tolist()):  # rare
-            first = int(self._search(np.array([first]), np.array([e]), s0[r : r + 1], right=False)[0])
-            j[r] = self._inside_one_step(batch["x"][r, : n_valid[r]], first, e)
-        return j
-
-    def _search(self, lo, hi, value, right: bool) -> np.ndarray:
-        """Binary search for ``value`` in ``steps[lo:hi]`` (sorted within a piece), many at once."""
-        lo, hi, value = lo.copy(), hi.copy(), value.astype(np.int64)
-        steps = self._steps
-        while np.any(active := lo < hi):
-            mid = (lo + hi) // 2
-            s = np.asarray(steps[np.minimum(mid, len(steps) - 1)]).astype(np.int64)
-            below = (s <= value) if right else (s < value)
-            lo = np.where(active & below, mid + 1, lo)
-            hi = np.where(active & ~below, mid, hi)
-        return lo
-
-    def _inside_one_step(self, row, first: int, end: int) -> int:
-        """The start of a row that lies inside the corpus run [first, end) of one time step."""
-        L = len(row)
-        cand = np.arange(first, end - L + 1)
-        windows = np.asarray(self._tokens[cand[:, None] + np.arange(L)]).astype(np.int64)
-        match = np.flatnonzero((windows == row.cpu().numpy()).all(axis=1))
-        return int(cand[match[0]]) if len(match) else first

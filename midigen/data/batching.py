@@ -45,13 +45,15 @@ piece openings matter or for evaluation per piece; use `Contiguous` for models w
 across segments (Transformer-XL, kNN memory), and for evaluation that must score every token
 exactly once.
 
-Every batch is a dict of torch int64 tensors:
+Every batch is a dict of torch int64 tensors (``reset``: bool):
 
 ``x``      (B, L) input token ids (``<pad>`` = 0 where there is no input)
 ``y``      (B, L) target ids: ``x`` shifted by one; -100 where there is no target (PyTorch's
            ``CrossEntropyLoss(ignore_index=-100)`` convention)
 ``steps``  (B, L) the time step of each input token (``corpus.steps``), 0 on padding
 ``piece``  (B, L) index of the piece each input token comes from, -1 on padding
+``start``  (B,) where each row starts in the flat split: ``x[b, j] == corpus.tokens[start[b] + j]``
+           wherever there is input; -1 for a row of padding
 ``reset``  (B,) bool, `Contiguous` only: this row starts a new piece (or its padding) here
 
 The corpus may live on disk (memmap), in RAM, or on a torch device (``location="cuda"``): each

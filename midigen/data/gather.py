@@ -3,10 +3,10 @@ gathering a batch wherever the corpus lives (memmap, RAM, or a torch device).
 
 A strategy only decides *what* to read: a `Plan`, one entry per row (a start in the flat split,
 a length of at most ``seq_len + 1`` tokens, the piece, a reset flag) and the row range of each
-batch. `Batches` turns plans into batches of torch int64 tensors (``x``, ``y``, ``steps``,
-``piece``, and ``reset`` where the plan has it): with numpy fancy indexing on the host, or with
-torch indexing on the device, many batches at a time (`GROUP_POSITIONS`), so every location gives
-identical batches.
+batch. `Batches` turns plans into batches of torch tensors (int64 ``x``, ``y``, ``steps``, ``piece``,
+``start``: each row's ``Plan.start``, -1 for a row of padding; and bool ``reset`` where the plan
+has it): with numpy fancy indexing on the host, or with torch indexing on the device, many
+batches at a time (`GROUP_POSITIONS`), so every location gives identical batches.
 """
 
 from __future__ import annotations
@@ -180,7 +180,9 @@ class Batches:
         else:
             pc = np.repeat(piece[:, None], self.seq_len, axis=1)
         pc[~xv] = -1
-        return {k: torch.from_numpy(v) for k, v in (("x", x), ("y", y), ("steps", steps), ("piece", pc))}
+        first = np.where(length > 0, start, -1).astype(np.int64)  # (a row of padding: -1)
+        out = (("x", x), ("y", y), ("steps", steps), ("piece", pc), ("start", first))
+        return {k: torch.from_numpy(v) for k, v in out}
 
     def _gather_torch(self, start: torch.Tensor, length: torch.Tensor, piece: torch.Tensor | None) -> dict:
         ar = self._arange_t
@@ -196,7 +198,8 @@ class Batches:
         else:
             pc = piece[:, None].expand(-1, self.seq_len)
         pc = torch.where(xv, pc, -1)
-        return {"x": x, "y": y, "steps": steps, "piece": pc}
+        first = torch.where(length > 0, start, -1)
+        return {"x": x, "y": y, "steps": steps, "piece": pc, "start": first}
 
     def _to_device(self, batch: dict) -> dict:
         if self.pin_memory:
