@@ -126,24 +126,31 @@ def test_groups_are_the_four_named():
     assert GROUPS == ("first_segment", "novel", "repeat_near", "repeat_far")
 
 
-def test_likelihood_by_repetition_group(tmp_path, bach_files):
-    """The loss split by group: per-token losses mapped back to their pieces and positions."""
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, bach_files):
     import shutil
 
+    from midigen.data.prepare import prepare
+
+    d = tmp_path_factory.mktemp("repeats")
+    (d / "src").mkdir()
+    for f in bach_files[:10]:
+        shutil.copy(f, d / "src" / f.name)
+    prepare([d / "src"], d / "prep", workers=0, progress=False, valid_fraction=0.3, test_fraction=0.0)
+    return d / "prep"
+
+
+def test_likelihood_by_repetition_group(prepared):
+    """The loss split by group: per-token losses mapped back to their pieces and positions."""
     import torch
 
     from midigen.data import PreparedCorpus
-    from midigen.data.prepare import prepare
     from midigen.evaluate import repeats_table
     from midigen.metrics import likelihood
     from midigen.model import build_model
     from midigen.train import default_model_config
 
-    (tmp_path / "src").mkdir()
-    for f in bach_files[:10]:
-        shutil.copy(f, tmp_path / "src" / f.name)
-    prepare([tmp_path / "src"], tmp_path / "prep", workers=0, progress=False, valid_fraction=0.3, test_fraction=0.0)
-    valid = PreparedCorpus(tmp_path / "prep", "valid")
+    valid = PreparedCorpus(prepared, "valid")
     torch.manual_seed(0)
     model = build_model("gpt", default_model_config(valid.tokenizer, 32, n_layer=1, n_head=2, n_embd=16).to_dict())
     m = likelihood(model, valid, batch_size=2, seq_len=32, per_token=True, repeats=True)
@@ -163,3 +170,18 @@ def test_likelihood_by_repetition_group(tmp_path, bach_files):
     assert (m["token_segments"][g == FIRST_SEGMENT] == 0).all() and (m["token_segments"][g != FIRST_SEGMENT] > 0).all()
     table = repeats_table(m["repeats"], m["tokens"])
     assert "repeat_far" in table and "segments of 32 tokens" in table
+
+
+def test_evaluate_repeats(prepared):
+    from midigen import cli
+    from midigen.assets import asset_path
+    from midigen.evaluate import evaluate, format_table
+
+    result = evaluate(asset_path("bach-gpt"), prepared, "valid", samples=0, max_batches=2, repeats=True, progress=False)
+    rep = result["likelihood"]["repeats"]
+    assert sum(g["tokens"] for g in rep["groups"].values()) == result["likelihood"]["tokens"] > 0
+    assert "loss by repetition" in format_table(result) and "repeat_far" in format_table(result)
+    assert "repeats" not in evaluate(asset_path("bach-gpt"), prepared, "valid", samples=0, max_batches=1,
+                                     progress=False)["likelihood"]
+    _, cfg = cli.parse(["evaluate", "--checkpoint", "c", "--data", "d", "--repeats", "--beats-per-bar", "3"])
+    assert cfg["evaluate"].repeats is True and cfg["evaluate"].beats_per_bar == 3
