@@ -96,7 +96,7 @@ def write_expanded(sc, dst) -> dict:
         before = bars(sc)
         sc = sc.expandRepeats()
         info["repeats"] = "expanded" if bars(sc) > before else "none"
-    except Exception as exc:  # music21's ExpanderException and its relatives
+    except Exception as exc:  # noqa: BLE001 (music21's ExpanderException and its relatives)
         _strip_repeats(sc)
         info = {"repeats": "unexpanded", "repeat_error": f"{type(exc).__name__}: {exc}"}
     with atomic.atomic_path(dst) as tmp:
@@ -131,7 +131,7 @@ def _export_work(src: str, dst: str, timeout: int) -> dict:
             sc = sc.scores[0]
         info = write_expanded(sc, dst)
         return {"status": "written", **info, "tokens": _tokens(dst)}
-    except Exception as exc:  # report it, never stop the export
+    except Exception as exc:  # noqa: BLE001 (music21 raises many kinds: report it, never stop the export)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     finally:
         signal.alarm(0)
@@ -152,7 +152,7 @@ def _include_file(src: str, dst: str, min_beats: float, timeout: int) -> dict:
         with atomic.atomic_path(dst) as tmp:
             shutil.copy2(src, tmp)
         return {"status": "written", "beats": beats, "tokens": tokens}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (a broken file is reported, never stops the export)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     finally:
         signal.alarm(0)
@@ -181,7 +181,7 @@ def lengths_summary(tokens) -> dict:
     if not len(t):
         return {"count": 0}
     p10, med, p90 = np.percentile(t, [10, 50, 90])
-    return {"count": int(len(t)), "median": float(med), "p10": float(p10), "p90": float(p90),
+    return {"count": len(t), "median": float(med), "p10": float(p10), "p90": float(p90),
             "max": int(t.max()), "total": int(t.sum())}
 
 
@@ -248,11 +248,18 @@ def export_long_corpus(
             for f in tqdm(as_completed(futs), total=len(futs), disable=not progress, desc="export"):
                 n = futs[f]
                 kind, src, _ = jobs[n]
-                journal[n] = {"kind": kind, "source": str(src), "source_mtime": src.stat().st_mtime, **f.result()}
+                try:
+                    result = f.result()
+                except Exception as exc:  # noqa: BLE001 (a worker that died: BrokenProcessPool)
+                    result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                journal[n] = {"kind": kind, "source": str(src), "source_mtime": src.stat().st_mtime, **result}
                 save()
     there = save()
     mine = {n: there[n] for n in jobs if n in there}  # this selection's works and files
-    count = lambda key, value: sum(1 for e in mine.values() if e.get(key) == value)  # noqa: E731
+
+    def count(key, value):
+        return sum(1 for e in mine.values() if e.get(key) == value)
+
     return {"written": sum(1 for n in todo if mine.get(n, {}).get("status") == "written"), "cached": cached,
             "expanded": count("repeats", "expanded"), "unexpanded": count("repeats", "unexpanded"),
             "short": count("status", "short"),

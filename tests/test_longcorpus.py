@@ -9,7 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from midigen.longcorpus import JOURNAL, length_table, lengths_summary, long_works, write_expanded
+from midigen.longcorpus import (
+    JOURNAL,
+    length_table,
+    lengths_summary,
+    long_works,
+    write_expanded,
+)
 from midigen.midi import read_midi
 
 
@@ -56,7 +62,8 @@ def test_the_selection_and_the_length_table():
 
 
 def midigen(*args):
-    return subprocess.run([sys.executable, "-m", "midigen", *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "midigen", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 @pytest.mark.slow

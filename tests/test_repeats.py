@@ -5,7 +5,15 @@ import pytest
 
 from midigen import Score, Tokenizer
 from midigen.encoding.tokenizer import NOTE
-from midigen.repeats import FIRST_SEGMENT, GROUPS, NOVEL, REPEAT_FAR, REPEAT_NEAR, group_counts, repeat_groups
+from midigen.repeats import (
+    FIRST_SEGMENT,
+    GROUPS,
+    NOVEL,
+    REPEAT_FAR,
+    REPEAT_NEAR,
+    group_counts,
+    repeat_groups,
+)
 
 Q = 480  # ticks per quarter = 4 steps; bars of 4 beats = 16 steps
 TOK = Tokenizer()
