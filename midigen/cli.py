@@ -224,11 +224,30 @@ def cmd_demo(args: argparse.Namespace, _cfg: dict) -> int:
 def cmd_export_corpus(args: argparse.Namespace, _cfg: dict) -> int:
     from .datasets import export_music21_corpus
 
-    composer = None if args.composer == "all" else args.composer
+    if args.set == "long":
+        return _export_long(args)
+    if args.include:
+        raise ValueError("--include works with --set long")
+    composer = None if args.composer == "all" else args.composer or "bach"
     r = export_music21_corpus(args.out, composer, workers=args.workers, progress=True, limit=args.limit)
     print(f"{r['written']} written, {r['skipped']} skipped (exist or not scores), {len(r['failed'])} failed")
     for path, err in r["failed"]:
         print(f"  {path}: {err}")
+    return 0
+
+
+def _export_long(args) -> int:
+    from .longcorpus import export_long_corpus, length_table
+
+    composers = None if args.composer in (None, "all") else args.composer.split(",")
+    r = export_long_corpus(args.out, args.min_notes, composers, args.include or (), args.min_beats,
+                           workers=args.workers, timeout=args.timeout, limit=args.limit, retry_failed=args.retry_failed)
+    print(f"{r['written']} written, {r['cached']} cached, {len(r['failed'])} failed, {r['short']} files shorter than "
+          f"{args.min_beats:g} beats; repeats expanded in {r['expanded']}, left unexpanded in {r['unexpanded']} (bad marks)")
+    for path, err in r["failed"]:
+        print(f"  {path}: {err}")
+    print(length_table(r["lengths"]))
+    print(f"journal and lengths: {r['journal']}")
     return 0
 
 
@@ -328,12 +347,18 @@ def _demo_args(p: argparse.ArgumentParser) -> list[Section]:
 
 
 def _export_corpus_args(p: argparse.ArgumentParser) -> list[Section]:
-    p.add_argument("--composer", default="bach",
+    p.add_argument("--composer",
                    help="folder(s) of music21's corpus, comma-separated (bach, beethoven, ...), "
-                        "or 'all' (default bach)")
+                        "or 'all' (default bach; with --set long, all)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--limit", type=int, default=None, help="export only the first N works")
+    p.add_argument("--set", choices=["long"], help="long: music21's long works, repeats expanded (midigen.longcorpus)")
+    p.add_argument("--min-notes", type=int, default=1500, help="--set long: works of at least N notes (default 1500)")
+    p.add_argument("--include", action="append", metavar="DIR", help="--set long: also the MIDI files of DIR (repeatable)")
+    p.add_argument("--min-beats", type=float, default=200, help="--set long: included files of at least N beats (default 200)")
+    p.add_argument("--timeout", type=int, default=600, help="--set long: seconds per work (default 600)")
+    p.add_argument("--retry-failed", action="store_true", help="--set long: try the works that failed before again")
     return []
 
 

@@ -29,6 +29,9 @@ class EvaluateConfig(JSONConfig):
     seed: int = opt(0, "seed of the generated pieces")
     device: str = opt("cpu", "cpu, cuda, cuda:1 ...")
     progress: bool = opt(True, "show progress bars")
+    repeats: bool = opt(False, "split the loss by repetition: first segment, novel, a bar repeated within the "
+                               "segment or beyond it (midigen.repeats)")
+    beats_per_bar: int = opt(4, "bar length in beats for --repeats (the tokens carry no time signature)")
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
@@ -55,7 +58,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         what = "BPE tokenizer" if tokenizer.has_merges else "vocabulary"
         raise ValueError(f"{data} was prepared with another {what} than the checkpoint {checkpoint} uses")
     result = {"checkpoint": str(checkpoint), "data": str(data), "split": split}
-    result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device)
+    result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device, repeats=cfg.repeats,
+                                      beats_per_bar=cfg.beats_per_bar)
     spb = tokenizer.config.steps_per_beat
     reference = [music_statistics(tokenizer.decode(np.asarray(corpus.piece(i)[0])), spb)
                  for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
@@ -77,11 +81,24 @@ def format_table(result: dict) -> str:
     lines = [f"{result['split']} split: loss {lk['loss']:.4f} nats/token, perplexity {lk['perplexity']:.2f}, "
              f"{lk['bits_per_token']:.3f} bits/token, {lk['bits_per_note']:.3f} bits/note "
              f"({lk['tokens']:,} tokens, {lk['notes']:,} notes)"]
+    if lk.get("repeats"):
+        lines.append(repeats_table(lk["repeats"], lk["tokens"]))
     if result.get("statistics"):
         lines.append(f"\nmusic statistics: {result['samples']} generated pieces vs the {result['split']} split")
         lines.append(f"{'statistic':<22} {'generated':>10} {'data':>10} {'overlap':>8} {'KL':>8}")
         for k, v in result["statistics"].items():
             lines.append(f"{k:<22} {v['generated']:>10.3f} {v['data']:>10.3f} {v['overlap']:>8.3f} {v['kl']:>8.3f}")
+    return "\n".join(lines)
+
+
+def repeats_table(rep: dict, total: int) -> str:
+    """The loss of each repetition group (`midigen.repeats`) as a small table."""
+    lines = [f"\nloss by repetition (bars of {rep['beats_per_bar']} beats equal up to transposition; "
+             f"segments of {rep['context']} tokens)",
+             f"{'group':<16} {'tokens':>10} {'share':>7} {'loss':>8} {'bits/token':>11}"]
+    for name, g in rep["groups"].items():
+        lines.append(f"{name:<16} {g['tokens']:>10,} {g['tokens'] / max(total, 1):>7.1%} {g['loss']:>8.4f} "
+                     f"{g['bits_per_token']:>11.3f}")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from .encoding import KIND_NAMES
 from .encoding.quantise import ticks_to_steps
 from .midi import Score
+from .repeats import GROUPS, repeat_groups
 
 if TYPE_CHECKING:
     import torch
@@ -174,7 +175,8 @@ def compare(generated: list[dict], reference: list[dict]) -> dict:
 
 
 def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len: int | None = None,
-               max_batches: int | None = None, device: str | torch.device = "cpu", per_token: bool = False) -> dict:
+               max_batches: int | None = None, device: str | torch.device = "cpu", per_token: bool = False,
+               repeats: bool = False, beats_per_bar: int = 4) -> dict:
     """Loss, perplexity, bits per token and bits per note of ``model`` on a `PreparedCorpus` split.
 
     Every token of the split is scored once, piece by piece (the ``contiguous`` batcher), so a
@@ -183,7 +185,11 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
     (``later_segments``, where a memory can help), and by what it is (``by_kind``: ``{"note":
     {"loss", "tokens"}, "duration": ..., "gap": ...}`` for the kinds present, `KIND_NAMES`, each
     target's kind in context as `Tokenizer.token_kinds` gives it). ``per_token=True`` adds the raw per-token
-    losses, their segment numbers and their target ids (for plots).
+    losses, their segment numbers and their target ids (for plots), and where each target stands
+    (``token_pieces``, ``token_positions``: its piece and its position in the piece's ids).
+    ``repeats=True`` adds ``repeats``: loss, tokens and bits per token of each group of
+    `midigen.repeats.repeat_groups` (first segment; later tokens novel, repeating a bar within
+    their segment, or repeating one beyond it), with bars of ``beats_per_bar`` beats.
     """
     import torch
     import torch.nn.functional as F
@@ -199,7 +205,10 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
     sums = {"all": [0.0, 0, 0], "first_segment": [0.0, 0, 0], "later_segments": [0.0, 0, 0]}
     seg_no = None
     kind_loss, kind_count = np.zeros(len(KIND_NAMES)), np.zeros(len(KIND_NAMES), np.int64)
-    raw_losses, raw_segments, raw_targets = [], [], []
+    raw_losses, raw_segments, raw_targets, raw_pieces, raw_positions = [], [], [], [], []
+    if repeats:
+        groups = _split_groups(corpus, seq_len, beats_per_bar)
+        group_loss, group_count = np.zeros(len(GROUPS)), np.zeros(len(GROUPS), np.int64)
     with torch.no_grad():
         for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
             if max_batches is not None and i >= max_batches:
@@ -225,10 +234,20 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
             v = valid.cpu().numpy()
             kind_loss += np.bincount(kinds[v], weights=losses[valid].double().cpu().numpy(), minlength=len(KIND_NAMES))
             kind_count += np.bincount(kinds[v], minlength=len(KIND_NAMES))
+            if per_token or repeats:  # each target's piece and position in it
+                piece = b["piece"][:, 0].cpu().numpy()
+                position = (seg_no.cpu().numpy()[:, None] * seq_len + np.arange(1, seq_len + 1))[v]
+                piece = np.broadcast_to(piece[:, None], v.shape)[v]
+            if repeats:
+                g = groups[corpus.starts[piece] + position]
+                group_loss += np.bincount(g, weights=losses[valid].double().cpu().numpy(), minlength=len(GROUPS))
+                group_count += np.bincount(g, minlength=len(GROUPS))
             if per_token:
                 raw_losses.append(losses[valid].cpu())
                 raw_segments.append(seg_no[:, None].expand_as(valid)[valid].cpu())
                 raw_targets.append(y[valid].cpu())
+                raw_pieces.append(piece)
+                raw_positions.append(position)
     total, tokens, notes = sums["all"]
     loss = total / max(tokens, 1)
     out = {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_token": loss / math.log(2),
@@ -242,4 +261,22 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
         out["token_losses"] = torch.cat(raw_losses).numpy() if raw_losses else np.zeros(0)
         out["token_segments"] = torch.cat(raw_segments).numpy() if raw_segments else np.zeros(0, np.int64)
         out["token_targets"] = torch.cat(raw_targets).numpy() if raw_targets else np.zeros(0, np.int64)
+        out["token_pieces"] = np.concatenate(raw_pieces) if raw_pieces else np.zeros(0, np.int64)
+        out["token_positions"] = np.concatenate(raw_positions) if raw_positions else np.zeros(0, np.int64)
+    if repeats:
+        out["repeats"] = {"context": seq_len, "beats_per_bar": beats_per_bar, "groups": {
+            name: {"loss": float(group_loss[k] / group_count[k]) if group_count[k] else float("nan"),
+                   "tokens": int(group_count[k]),
+                   "bits_per_token": float(group_loss[k] / group_count[k] / math.log(2)) if group_count[k] else float("nan")}
+            for k, name in enumerate(GROUPS)}}
+    return out
+
+
+def _split_groups(corpus, context: int, beats_per_bar: int) -> np.ndarray:
+    """`repeat_groups` of every token of a split, back to back as its pieces are (int64)."""
+    tokens, steps = (a.cpu().numpy() if hasattr(a, "cpu") else np.asarray(a) for a in (corpus.tokens, corpus.steps))
+    out = np.zeros(len(tokens), np.int64)
+    for s, n in zip(corpus.starts.tolist(), corpus.lengths.tolist()):
+        out[s:s + n] = repeat_groups(tokens[s:s + n], steps[s:s + n].astype(np.int64), corpus.tokenizer, context,
+                                     beats_per_bar)
     return out
