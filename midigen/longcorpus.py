@@ -34,11 +34,17 @@ import signal
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import atomic
 from .datasets import _safe_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .midi import Score
 
 JOURNAL = "export.json"
 FORMAT, VERSION = "midigen.export", 1
@@ -63,7 +69,7 @@ def long_works(min_notes: int = 1500, composers: list[str] | None = None) -> lis
                   if entries[rel] == 1 and n >= min_notes and (keep is None or rel.split("/")[0] in keep))
 
 
-def _strip_repeats(sc) -> int:
+def _strip_repeats(sc: Any) -> int:  # (a music21 Score: music21 is imported lazily)
     """Remove every repeat mark (barlines, expressions, brackets) of a music21 score; how many."""
     from music21 import bar, repeat, spanner, stream
 
@@ -82,13 +88,13 @@ def _strip_repeats(sc) -> int:
     return n
 
 
-def write_expanded(sc, dst) -> dict:
+def write_expanded(sc: Any, dst: str | os.PathLike) -> dict:
     """Write a music21 score to MIDI with its repeats expanded, or, where music21 cannot expand
     them, with its repeat marks removed. ``{"repeats": "expanded" | "none" | "unexpanded",
     "repeat_error": str (unexpanded only)}``."""
     from music21 import stream
 
-    def bars(s):
+    def bars(s: Any) -> int:
         return sum(len(p.getElementsByClass(stream.Measure)) for p in s.parts) if s.parts else 0
 
     info: dict = {}
@@ -104,14 +110,14 @@ def write_expanded(sc, dst) -> dict:
     return info
 
 
-def _tokens(midi) -> int:
+def _tokens(midi: str | os.PathLike | Score) -> int:
     from .encoding import Tokenizer
 
     return len(Tokenizer().encode(midi))
 
 
 def _alarm(timeout: int):
-    def handler(signum, frame):
+    def handler(_signum: int, _frame: object) -> None:
         raise TimeoutError(f"took longer than {timeout} s")
 
     signal.signal(signal.SIGALRM, handler)
@@ -175,7 +181,7 @@ def _cached(entry: dict | None, src: Path, dst: Path, retry_failed: bool) -> boo
     return entry["status"] == "short" or not retry_failed
 
 
-def lengths_summary(tokens) -> dict:
+def lengths_summary(tokens: Iterable[int]) -> dict:
     """count, median, p10, p90, max and total of tokens per piece."""
     t = np.asarray(list(tokens), np.int64)
     if not len(t):
@@ -198,7 +204,8 @@ def length_table(lengths: dict) -> str:
 
 
 def export_long_corpus(
-    out_dir, min_notes: int = 1500, composers: list[str] | None = None, include=(), min_beats: float = 200,
+    out_dir: str | os.PathLike, min_notes: int = 1500, composers: list[str] | None = None,
+    include: Iterable[str | os.PathLike] = (), min_beats: float = 200,
     workers: int | None = None, timeout: int = 600, limit: int | None = None, retry_failed: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -257,7 +264,7 @@ def export_long_corpus(
     there = save()
     mine = {n: there[n] for n in jobs if n in there}  # this selection's works and files
 
-    def count(key, value):
+    def count(key: str, value: object) -> int:
         return sum(1 for e in mine.values() if e.get(key) == value)
 
     return {"written": sum(1 for n in todo if mine.get(n, {}).get("status") == "written"), "cached": cached,

@@ -267,16 +267,17 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
         out["repeats"] = {"context": seq_len, "beats_per_bar": beats_per_bar, "groups": {
             name: {"loss": float(group_loss[k] / group_count[k]) if group_count[k] else float("nan"),
                    "tokens": int(group_count[k]),
-                   "bits_per_token": float(group_loss[k] / group_count[k] / math.log(2)) if group_count[k] else float("nan")}
+                   "bits_per_token": (float(group_loss[k] / group_count[k] / math.log(2)) if group_count[k]
+                                      else float("nan"))}
             for k, name in enumerate(GROUPS)}}
     return out
 
 
-def _split_groups(corpus, context: int, beats_per_bar: int) -> np.ndarray:
+def _split_groups(corpus: PreparedCorpus, context: int, beats_per_bar: int) -> np.ndarray:
     """`repeat_groups` of every token of a split, back to back as its pieces are (int64)."""
     tokens, steps = (a.cpu().numpy() if hasattr(a, "cpu") else np.asarray(a) for a in (corpus.tokens, corpus.steps))
     out = np.zeros(len(tokens), np.int64)
-    for s, n in zip(corpus.starts.tolist(), corpus.lengths.tolist()):
+    for s, n in zip(corpus.starts.tolist(), corpus.lengths.tolist(), strict=True):
         out[s:s + n] = repeat_groups(tokens[s:s + n], steps[s:s + n].astype(np.int64), corpus.tokenizer, context,
                                      beats_per_bar)
     return out

@@ -44,10 +44,16 @@ Numpy only (no torch), vectorised over the tokens and bars of a piece.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .encoding.tokenizer import SPECIAL
 from .encoding.vocab import K_DUR, K_INSTR, K_NOTE
+
+if TYPE_CHECKING:
+    from .encoding.tokenizer import Tokenizer
 
 GROUPS = ("first_segment", "novel", "repeat_near", "repeat_far")
 FIRST_SEGMENT, NOVEL, REPEAT_NEAR, REPEAT_FAR = range(4)
@@ -55,7 +61,7 @@ DRUMS = 128  # the instrument value of the ``drums`` token
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling hash
 
 
-def bar_notes(ids, steps, tokenizer, bar_steps: int) -> dict:
+def bar_notes(ids: ArrayLike, steps: ArrayLike, tokenizer: Tokenizer, bar_steps: int) -> dict:
     """The notes of a piece's tokens: ``bar``, ``step`` (within its bar), ``instrument`` (-1 in an
     instrument-free encoding, `DRUMS` for drums), ``pitch``, ``duration`` and ``token`` (the
     position of its note token in ``ids``), one entry per note, in token order."""
@@ -101,8 +107,8 @@ def bar_hashes(notes: dict, min_notes: int = 2) -> tuple[np.ndarray, np.ndarray]
     return bars, h
 
 
-def repeat_groups(ids, steps, tokenizer, context: int, beats_per_bar: int = 4, min_notes: int = 2,
-                  return_distance: bool = False):
+def repeat_groups(ids: ArrayLike, steps: ArrayLike, tokenizer: Tokenizer, context: int, beats_per_bar: int = 4,
+                  min_notes: int = 2, return_distance: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The group (`GROUPS`: 0..3) of every token of one piece; see the module docstring.
 
     ``ids``, ``steps``: the piece's token ids (base or merged, as ``tokenizer`` reads them) and
@@ -145,7 +151,7 @@ def repeat_groups(ids, steps, tokenizer, context: int, beats_per_bar: int = 4, m
     return (groups, d) if return_distance else groups
 
 
-def group_counts(groups) -> dict:
+def group_counts(groups: ArrayLike) -> dict:
     """How many tokens of each group: ``{name: count}``."""
     c = np.bincount(np.asarray(groups, np.int64), minlength=len(GROUPS))
     return {name: int(c[k]) for k, name in enumerate(GROUPS)}
