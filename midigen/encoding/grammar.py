@@ -96,7 +96,7 @@ class Grammar:
 
     ``allowed`` (contexts, V): the token may stand there; ``next_ctx`` (contexts, V): the context
     after it; ``advance`` (contexts, V): time steps its gaps move on. Per id (V,):
-    ``needs_instrument`` (it holds a note before any instrument token of its own, and the
+    ``needs_instrument`` (it holds a note or velocity before any instrument (part) token of its own, and the
     encoding has instruments), ``gives_instrument``, ``has_eos``, ``has_note``, ``has_duration``.
     """
 
@@ -124,7 +124,8 @@ class Grammar:
             ctx = np.where(present[None, :], new, ctx)
         k_all = np.where(pieces >= 0, kinds[np.maximum(pieces, 0)], -1)
         first_instr = np.where((k_all == opener).any(1), (k_all == opener).argmax(1), maxlen)
-        first_note = np.where((k_all == K_NOTE).any(1), (k_all == K_NOTE).argmax(1), maxlen)
+        opens = (k_all == K_NOTE) | (k_all == K_VEL)  # a velocity token opens a note too: it needs its part
+        first_note = np.where(opens.any(1), opens.argmax(1), maxlen)
         self.allowed, self.next_ctx, self.advance = ok, ctx, advance
         self.needs_instrument = (first_note < first_instr) & table.config.instruments
         self.gives_instrument = (k_all == opener).any(1)
@@ -195,7 +196,7 @@ class Grammar:
             K_EOS: "<eos> must follow a gap (<sep> dN)",
             K_INSTR: "an instrument token must open a note",
             K_PART: "a part token must open a note",
-            K_VEL: "a velocity token must open a note",
+            K_VEL: "a velocity token must open a note, after its instrument (part) token",
         }.get(k, "token not allowed here")
 
 
@@ -204,6 +205,6 @@ def _base_violations(kinds: np.ndarray, table: Vocab, j: int) -> np.ndarray:
     prev = C_START if j == 0 else int(contexts(kinds[:j])[-1])
     k = int(kinds[j])
     ok = allowed_kinds(table.config.parts)[prev, k]
-    if k == K_NOTE and table.config.instruments and not (kinds[:j] == opener_kind(table.config.parts)).any():
+    if k in (K_NOTE, K_VEL) and table.config.instruments and not (kinds[:j] == opener_kind(table.config.parts)).any():
         ok = False
     return np.zeros(0 if ok else 1)
