@@ -3,8 +3,10 @@
 For each MIDI file: encode and decode it, then compare the decoded notes with the original
 quantised to the grid, note by note. A note is (instrument, pitch, onset step, duration in steps
 clipped to [1, max_duration]); notes that quantise onto the same instrument, pitch and onset count
-once, with the longest duration. The reference quantisation below is written separately from the
-encoder's (Python fractions here, integer numpy there), so a bug in one cannot hide in both.
+once, with the longest duration. With ``parts``, a note is (part, pitch, onset, duration): a part
+being a track (and instrument), numbered in order on both sides. The reference quantisation below
+is written separately from the encoder's (Python fractions here, integer numpy there), so a bug in
+one cannot hide in both.
 
 Beyond the notes, `round_trip_changes` measures what the encoding changes by design: the tempo
 (rounded to its token's bin), the dynamics (every decoded note has one velocity), the ticks per
@@ -28,16 +30,25 @@ from .errors import MidiError
 from .midi import DRUMS, Score, find_midi_files, read_midi
 
 
+def _who(score: Score, config: EncodingConfig) -> list[int]:
+    """What plays each note, as the check counts it: its instrument (0 without instrument tokens),
+    or with parts its part: the rank of its (part, instrument) pair."""
+    if config.parts:
+        pairs = score.part.astype(np.int64) * (DRUMS + 1) + score.instrument
+        return np.unique(pairs, return_inverse=True)[1].reshape(-1).tolist()
+    if config.instruments:
+        return np.where(score.is_drum, DRUMS, score.program).tolist()
+    return [0] * len(score)
+
+
 def reference_notes(score: Score, config: EncodingConfig) -> dict:
-    """The original's notes on the grid: ``{(instrument, pitch, onset): duration}``."""
+    """The original's notes on the grid: ``{(instrument or part, pitch, onset): duration}``."""
     spb, tpq, maxd = config.steps_per_beat, score.ticks_per_quarter, config.max_duration
     half = Fraction(1, 2)
     notes: dict = {}
-    for prog, drum, pitch, start, end in zip(
-        score.program.tolist(), score.is_drum.tolist(), score.pitch.tolist(),
-        score.start.tolist(), score.end.tolist(), strict=True,
+    for inst, pitch, start, end in zip(
+        _who(score, config), score.pitch.tolist(), score.start.tolist(), score.end.tolist(), strict=True,
     ):
-        inst = (DRUMS if drum else prog) if config.instruments else 0
         onset = math.floor(Fraction(start * spb, tpq) + half)
         end_step = math.floor(Fraction(end * spb, tpq) + half)
         dur = min(max(end_step - onset, 1), maxd)
@@ -51,7 +62,7 @@ def decoded_notes(score: Score, config: EncodingConfig) -> dict:
     spb, tpq = config.steps_per_beat, score.ticks_per_quarter
     out = {}
     for inst, pitch, start, end in zip(
-        score.instrument.tolist(), score.pitch.tolist(), score.start.tolist(), score.end.tolist(), strict=True
+        _who(score, config), score.pitch.tolist(), score.start.tolist(), score.end.tolist(), strict=True
     ):
         onset = Fraction(start * spb, tpq)
         out[(inst, pitch, int(onset))] = int(Fraction(end * spb, tpq) - onset)
@@ -80,9 +91,23 @@ def _tempo_by_note(score: Score, config: EncodingConfig) -> dict:
     onset = _steps(score.start, tpq, spb)
     i = np.searchsorted(_steps(score.tempo_ticks, tpq, spb), onset, side="right") - 1
     qpm = np.where(i >= 0, score.tempo_qpm[np.maximum(i, 0)] if len(score.tempo_qpm) else 120.0, 120.0)
-    inst = score.instrument if config.instruments else np.zeros(len(score), np.int16)
-    keys = zip(inst.tolist(), score.pitch.tolist(), onset.tolist(), strict=True)
+    keys = zip(_who(score, config), score.pitch.tolist(), onset.tolist(), strict=True)
     return dict(zip(keys, qpm.tolist(), strict=True))
+
+
+def _velocity_bins_kept(score: Score, back: Score, config: EncodingConfig) -> float | None:
+    """With velocity bins: the share of decoded notes whose bin is the bin of an original note at
+    their place (part or instrument, pitch, onset step); None without velocity bins."""
+    if not config.velocity_bins:
+        return None
+    spb = config.steps_per_beat
+    where = lambda sc: zip(_who(sc, config), sc.pitch.tolist(),  # noqa: E731
+                           _steps(sc.start, sc.ticks_per_quarter, spb).tolist(), strict=True)
+    bins: dict = {}
+    for k, b in zip(where(score), config.velocity_bin(score.velocity).tolist(), strict=True):
+        bins.setdefault(k, set()).add(b)
+    got = [b in bins.get(k, ()) for k, b in zip(where(back), config.velocity_bin(back.velocity).tolist(), strict=True)]
+    return float(np.mean(got)) if got else 1.0
 
 
 def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dict:
@@ -93,7 +118,8 @@ def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dic
     tempo's value: tempo tokens are bins 2**(1/12) apart by default, up to ~2.9% off, and clipped
     to [min_tempo, max_tempo]; where notes moved, note F1 says so); ``velocity_min``/``velocity_max``
     of the original, and ``dynamics_flattened`` when its notes had more than one velocity (decoded notes all get
-    ``config.velocity``); ticks per quarter before and after; ``time_signatures_lost`` when the
+    ``config.velocity``; with velocity bins: never, and ``velocity_bins_kept`` is the share of
+    decoded notes that kept their bin); ticks per quarter before and after; ``time_signatures_lost`` when the
     original had a time signature other than 4/4 (decoded scores are 4/4).
     """
     before, after = _tempo_by_note(score, config), _tempo_by_note(back, config)
@@ -106,7 +132,8 @@ def round_trip_changes(score: Score, back: Score, config: EncodingConfig) -> dic
         "tempo_error_pct": round(float((100 * err / pairs[:, 0]).max(initial=0.0)), 3),
         "velocity_min": int(vel.min()) if len(vel) else None,
         "velocity_max": int(vel.max()) if len(vel) else None,
-        "dynamics_flattened": bool(len(vel) and vel.min() != vel.max()),
+        "dynamics_flattened": bool(len(vel) and vel.min() != vel.max() and not config.velocity_bins),
+        "velocity_bins_kept": _velocity_bins_kept(score, back, config),
         "ticks_per_quarter": [int(score.ticks_per_quarter), int(back.ticks_per_quarter)],
         "time_signatures_lost": bool(ts - {(4, 4)}),
     }
@@ -166,6 +193,8 @@ def check(paths: Iterable[str | os.PathLike], config: EncodingConfig | None = No
         "tempo_error_qpm_max": max((r.changes["tempo_error_qpm"] for r in ok), default=None),
         "tempo_error_worst_file": worst_tempo.path if worst_tempo else None,
         "dynamics_flattened": sum(r.changes["dynamics_flattened"] for r in ok),
+        "velocity_bins_kept_min": min((r.changes["velocity_bins_kept"] for r in ok), default=None)
+        if tokenizer.config.velocity_bins else None,
         "time_signatures_lost": sum(r.changes["time_signatures_lost"] for r in ok),
         "velocity": tokenizer.config.velocity,
         "encoding": tokenizer.config.to_dict(),
@@ -206,8 +235,12 @@ def format_summary(report: dict) -> str:
             f"{report['notes']} notes -> {report['tokens']} tokens; note F1 min {f1min}, mean {f1mean}")
     if report["ok"]:
         line += (f"; tempo off by up to {report['tempo_error_pct_max']:.1f}% "
-                 f"({report['tempo_error_qpm_max']:.1f} qpm: tempo tokens are bins); every velocity -> "
-                 f"{report['velocity']} ({report['dynamics_flattened']} of {report['ok']} files had dynamics)")
+                 f"({report['tempo_error_qpm_max']:.1f} qpm: tempo tokens are bins)")
+        if report.get("velocity_bins_kept_min") is None:
+            line += (f"; every velocity -> {report['velocity']} ({report['dynamics_flattened']} of {report['ok']} "
+                     f"files had dynamics)")
+        if report.get("velocity_bins_kept_min") is not None:
+            line += f"; velocity bins kept: at least {100 * report['velocity_bins_kept_min']:.1f}% of notes per file"
         if report["time_signatures_lost"]:
             line += f"; {report['time_signatures_lost']} had a time signature other than 4/4 (decoded as 4/4)"
     return line

@@ -24,7 +24,7 @@ import torch
 from .config import JSONConfig, opt
 from .encoding import Tokenizer, Tokens
 from .encoding.grammar import C_SEP, C_START, contexts
-from .encoding.vocab import K_DUR, K_INSTR
+from .encoding.vocab import K_DUR
 from .midi import Score
 
 if TYPE_CHECKING:
@@ -225,7 +225,8 @@ def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.
     kinds = table.kind[base]
     ctx = contexts(kinds)
     gap_dur = (kinds == K_DUR) & (np.concatenate([[C_START], ctx[:-1]]) == C_SEP)
-    return ids, steps, int(ctx[-1]), int(table.value[base][gap_dur].sum()), bool((kinds == K_INSTR).any())
+    has_instr = bool(tokenizer.grammar.gives_instrument[ids].any())  # (with parts: a part token)
+    return ids, steps, int(ctx[-1]), int(table.value[base][gap_dur].sum()), has_instr
 
 
 def _sample(logits: torch.Tensor, T: _Tables, cfg: SamplingConfig, ctx: torch.Tensor, has_instr: torch.Tensor,

@@ -65,6 +65,14 @@ class Score:
     ts_numerator: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     ts_denominator: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     path: str | None = None
+    part: np.ndarray | None = None
+    part_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.part is None:  # one part per instrument
+            self.part = np.unique(self.instrument, return_inverse=True)[1].astype(np.int16).reshape(-1)
+        self.part = np.asarray(self.part, np.int16)
+        self.part_names = tuple(self.part_names)
 
     # ----------------------------------------------------------------- views
     def __len__(self) -> int:
@@ -87,6 +95,10 @@ class Score:
         {33: 'Electric Bass (finger)', 128: 'Drums'}
         """
         return {int(k): instrument_name(k) for k in np.unique(self.instrument)}
+
+    @property
+    def n_parts(self) -> int:
+        return int(self.part.max(initial=-1)) + 1
 
     @property
     def start_beats(self) -> np.ndarray:
@@ -124,8 +136,12 @@ class Score:
         tempos: Iterable[tuple[int, float]] = ((0, 120.0),),
         time_signatures: Iterable[tuple[int, int, int]] = ((0, 4, 4),),
         path: str | None = None,
+        part: ArrayLike | None = None,
+        part_names: Iterable[str] = (),
     ) -> Score:
-        """Build a score from note lists (scalars broadcast), sorting the notes."""
+        """Build a score from note lists (scalars broadcast), sorting the notes.
+
+        ``part`` (per note; default: one part per instrument) and ``part_names`` as in `Score`."""
         pitch = np.asarray(pitch, np.int16)
         n = len(pitch)
         b = lambda x, dt: np.broadcast_to(np.asarray(x, dt), (n,)).copy()  # noqa: E731
@@ -145,15 +161,17 @@ class Score:
             ts_numerator=ts[:, 1].astype(np.int16),
             ts_denominator=ts[:, 2].astype(np.int16),
             path=path,
+            part=None if part is None else b(part, np.int16),
+            part_names=tuple(part_names),
         ).sorted()
 
     def sorted(self) -> Score:
-        """The same score with notes ordered by (start, instrument, pitch, end)."""
-        order = np.lexsort((self.end, self.pitch, self.instrument, self.start))
+        """The same score with notes ordered by (start, instrument, pitch, end, part)."""
+        order = np.lexsort((self.part, self.end, self.pitch, self.instrument, self.start))
         if np.all(order[1:] > order[:-1]):
             return self
         out = self.copy()
-        for name in ("program", "is_drum", "pitch", "start", "end", "velocity"):
+        for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
             setattr(out, name, getattr(self, name)[order])
         return out
 
@@ -293,7 +311,7 @@ def _from_symusic(s: symusic.Score, path: str | os.PathLike | None, require_note
     if tpq <= 0:
         raise MidiError(path, f"ticks per quarter note is {tpq}")
     # Collect notes track by track; concatenating once keeps this O(notes) with few numpy calls.
-    arrays, programs, drums, counts = [], [], [], []
+    arrays, programs, drums, counts, names = [], [], [], [], []
     for track in s.tracks:
         n = track.note_num()
         if n:
@@ -301,6 +319,7 @@ def _from_symusic(s: symusic.Score, path: str | os.PathLike | None, require_note
             programs.append(track.program)
             drums.append(track.is_drum)
             counts.append(n)
+            names.append(str(track.name))
     if arrays:
         cat = lambda k: np.concatenate([a[k] for a in arrays]) if len(arrays) > 1 else arrays[0][k]  # noqa: E731
         start = cat("time").astype(np.int64)
@@ -309,7 +328,9 @@ def _from_symusic(s: symusic.Score, path: str | os.PathLike | None, require_note
         velocity = cat("velocity").astype(np.int16)
         program = np.repeat(np.asarray(programs, np.int16), counts)
         is_drum = np.repeat(np.asarray(drums, bool), counts)
+        part = np.repeat(np.arange(len(counts), dtype=np.int16), counts)
     else:
+        part = np.zeros(0, np.int16)
         start = dur = np.zeros(0, np.int64)
         pitch = velocity = program = np.zeros(0, np.int16)
         is_drum = np.zeros(0, bool)
@@ -341,6 +362,8 @@ def _from_symusic(s: symusic.Score, path: str | os.PathLike | None, require_note
         ts_numerator=ts["numerator"].astype(np.int16)[good_ts],
         ts_denominator=den[good_ts],
         path=None if path is None else str(path),
+        part=part,
+        part_names=tuple(names),
     )
     return score
 
@@ -351,11 +374,16 @@ def _to_symusic(score: Score):
 
     s = symusic.Score(int(score.ticks_per_quarter))
     inst = score.instrument
-    for key in np.unique(inst):
-        m = inst == key
+    names = score.part_names
+    # one track per part (and instrument, should a part mix them), ordered by instrument, then part
+    # (without parts, one track per instrument as before)
+    track_key = inst.astype(np.int64) * 65536 + score.part
+    for tk in np.unique(track_key):
+        m = track_key == tk
+        key, k = divmod(int(tk), 65536)
         drum = bool(key == DRUMS)
-        program = int(score.program[m][0]) if drum else int(key)
-        name = "Drums" if drum else f"Program {program}"
+        program = int(score.program[m][0]) if drum else key
+        name = names[k] if k < len(names) and names[k] else ("Drums" if drum else f"Program {program}")
         track = symusic.Track(name, program, drum)
         track.notes = symusic.Note.from_numpy(
             score.start[m].astype(np.int32),

@@ -14,7 +14,8 @@ def untrained(tok, block=64, **kw):
     return GPT(GPTConfig(vocab_size=len(tok), block_size=block, n_layer=2, n_head=2, n_embd=32, **kw)).eval()
 
 
-@pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog()], ids=["default", "blog"])
+@pytest.mark.parametrize("config", [EncodingConfig(), EncodingConfig.blog(), EncodingConfig(parts=True, velocity_bins=8)],
+                         ids=["default", "blog", "parts+velocity"])
 def test_constrained_sampling_decodes_for_100_seeds(config):
     # An untrained model is the worst case: it has no idea of the grammar.
     tok = Tokenizer(config)

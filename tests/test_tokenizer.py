@@ -9,6 +9,7 @@ import pytest
 from legacy import old_bpe_json, old_vocab_json, to_old_layout
 from midigen import EncodingConfig, PositionScore, Tokenizer, VocabError, decode, encode, read_midi
 from midigen.encoding import KIND_NAMES, encode_position, encode_via_sparse, quantise, sorted_notes
+from midigen.encoding.grammar import N_CONTEXTS
 from midigen.encoding.index import encode_notes
 from midigen.encoding.position import layout
 from midigen.encoding.tokenizer import DURATION, GAP, INSTRUMENT, MERGED, NOTE, SPECIAL, TEMPO
@@ -151,7 +152,7 @@ def shared_files():
 
 def test_kinds_and_token_kinds_tell_gaps_from_note_durations(bpe_tok):
     t = Tokenizer()
-    assert KIND_NAMES == ("special", "note", "duration", "gap", "tempo", "instrument", "merged")
+    assert KIND_NAMES == ("special", "note", "duration", "gap", "tempo", "instrument", "merged", "velocity")
     ids = t.to_ids("<sos> t120 i0 n60 d4 n64 d2 <sep> d4 n62 d4 <sep> d64 <sep> d3 <eos>")
     assert t.kinds[ids].tolist() == [SPECIAL, TEMPO, INSTRUMENT, NOTE, DURATION, NOTE, DURATION, GAP, DURATION,
                                      NOTE, DURATION, GAP, DURATION, GAP, DURATION, SPECIAL]
@@ -167,7 +168,7 @@ def test_kinds_and_token_kinds_tell_gaps_from_note_durations(bpe_tok):
 def test_grammar_tables_for_base_and_merged_tokens(bpe_tok):
     g = bpe_tok.grammar
     V = len(bpe_tok)
-    assert g.allowed.shape == g.next_ctx.shape == g.advance.shape == (9, V)
+    assert g.allowed.shape == g.next_ctx.shape == g.advance.shape == (N_CONTEXTS, V)
     for arr in (g.needs_instrument, g.gives_instrument, g.has_eos, g.has_note, g.has_duration):
         assert arr.shape == (V,)
     base = Tokenizer().grammar

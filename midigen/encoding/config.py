@@ -17,6 +17,9 @@ from ..config import JSONConfig, opt
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
+# Fields added after version 1, left out of `to_dict` at these values (off): old hashes stay valid.
+_ADDED = {"parts": False, "max_parts": 32, "velocity_bins": 0}
+
 #: Bump when the token layout changes in a way that makes old token files undecodable.
 ENCODING_VERSION = 1
 
@@ -41,7 +44,15 @@ class EncodingConfig(JSONConfig):
     tempo_bins_per_octave: int = opt(12, "tempo tokens per doubling of the tempo (geometric bins around 120 qpm)")
     min_tempo: float = opt(30.0, "slowest tempo token (qpm)")
     max_tempo: float = opt(300.0, "fastest tempo token (qpm)")
-    velocity: int = opt(90, "velocity of every decoded note (the tokens carry none)")
+    velocity: int = opt(90, "velocity of every decoded note when velocity_bins is 0 (the tokens carry none)")
+    # The options below are OFF by default for now: the bundled model (bach-gpt) was trained without them, and
+    # at their defaults they leave the tokens, `to_dict` and so every tokenizer hash exactly as before them.
+    parts: bool = opt(False, "part tokens p0.. keep tracks apart that share a program (each part's program "
+                             "declared once, at its first note); off by default for now")
+    max_parts: int = opt(32, "most parts a piece keeps with parts on; further tracks join a part of their "
+                             "instrument (counted)")
+    velocity_bins: int = opt(0, "dynamics: velocity tokens v0.. in this many bins, written when a part's bin "
+                                "changes (0: none, every note decodes to `velocity`; 8 or 16 when on)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -60,6 +71,12 @@ class EncodingConfig(JSONConfig):
             )
         if not 0 < self.min_tempo < self.max_tempo:
             raise ValueError("need 0 < min_tempo < max_tempo")
+        if self.parts and not self.instruments:
+            raise ValueError("parts need instrument tokens (each part declares its program)")
+        if not 1 <= self.max_parts <= 128:
+            raise ValueError(f"max_parts must lie in 1..128, got {self.max_parts}")
+        if not 0 <= self.velocity_bins <= 128:
+            raise ValueError(f"velocity_bins must lie in 0..128, got {self.velocity_bins}")
 
     @classmethod
     def blog(cls, **overrides) -> EncodingConfig:
@@ -92,9 +109,26 @@ class EncodingConfig(JSONConfig):
         x = np.log2(q / values[0]) * self.tempo_bins_per_octave
         return np.rint(x).astype(np.int64)
 
+    # ------------------------------------------------------------- velocity bins
+    def velocity_bin(self, velocity: ArrayLike) -> np.ndarray:
+        """The velocity token (bin) of each MIDI velocity: ``velocity_bins`` equal bins over 0..127."""
+        v = np.clip(np.asarray(velocity, np.int64), 0, 127)
+        return v * self.velocity_bins // 128
+
+    def velocity_values(self) -> np.ndarray:
+        """The velocity each bin decodes to: its centre (``velocity_bin`` of it is the bin again)."""
+        b = np.arange(self.velocity_bins, dtype=np.int64)
+        return (2 * b + 1) * 128 // (2 * self.velocity_bins)
+
     # ------------------------------------------------------------- serialise
     def to_dict(self) -> dict:
-        return {"version": ENCODING_VERSION, **asdict(self)}
+        """The fields as JSON; the newer options (parts, dynamics) only where they are on, so configs
+        made before them (and their tokenizer hashes, corpus caches) stay exactly as they were."""
+        d = asdict(self)
+        for name, value in _ADDED.items():
+            if d[name] == value and not self.parts:
+                del d[name]
+        return {"version": ENCODING_VERSION, **d}
 
     @classmethod
     def from_dict(cls, d: dict) -> EncodingConfig:

@@ -7,7 +7,12 @@ merged tokens alike (a merged token is walked through the base grammar from ever
 
 A sequence is ``<sos>``, then time steps separated by gaps, then ``<eos>``::
 
-    <sos> [tempo] ([instrument] note duration)* (<sep> duration [tempo] ([instrument] note duration)*)* <eos>
+    <sos> [tempo] (open note duration)* (<sep> duration [tempo] (open note duration)*)* <eos>
+    open = [instrument] [velocity]                  (without parts)
+    open = [[instrument] part] [velocity]           (with parts)
+
+With parts, a part's first token is declared by the instrument token before it (``i0 p1``);
+velocity tokens exist with velocity bins.
 
 What may come next depends on the previous token's *context* (its kind, with durations split
 into a note's duration and a gap's), plus two facts about the past: whether an instrument has
@@ -22,35 +27,53 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_PART, K_SEP, K_SOS, K_TEMPO, K_VEL, Vocab
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 # Contexts: the kind of the last token, durations split by what they measure.
-C_START, C_SOS, C_SEP, C_NOTE, C_NOTE_DUR, C_GAP_DUR, C_INSTR, C_TEMPO, C_END = range(9)
-N_KINDS = 8
-N_CONTEXTS = 9
+C_START, C_SOS, C_SEP, C_NOTE, C_NOTE_DUR, C_GAP_DUR, C_INSTR, C_TEMPO, C_END, C_PART, C_VEL = range(11)
+N_KINDS = 10
+N_CONTEXTS = 11
 
+_OPEN = {K_INSTR, K_PART, K_VEL, K_NOTE}  # what may open a note (kinds a config lacks never occur)
 _ALLOWED = {  # context -> kinds that may follow (a note also needs an instrument, see below)
     C_START: {K_SOS},
-    C_SOS: {K_TEMPO, K_INSTR, K_NOTE, K_SEP},
-    C_TEMPO: {K_INSTR, K_NOTE, K_SEP},
-    C_INSTR: {K_NOTE},
+    C_SOS: {K_TEMPO, K_SEP} | _OPEN,
+    C_TEMPO: {K_SEP} | _OPEN,
+    C_INSTR: {K_NOTE, K_VEL},  # with parts: {K_PART} (`allowed_kinds`)
+    C_PART: {K_NOTE, K_VEL},
+    C_VEL: {K_NOTE},
     C_NOTE: {K_DUR},
-    C_NOTE_DUR: {K_INSTR, K_NOTE, K_SEP},
+    C_NOTE_DUR: {K_SEP} | _OPEN,
     C_SEP: {K_DUR},
-    C_GAP_DUR: {K_TEMPO, K_INSTR, K_NOTE, K_SEP, K_EOS},
+    C_GAP_DUR: {K_TEMPO, K_SEP, K_EOS} | _OPEN,
     C_END: {K_PAD},
 }
-ALLOWED_KINDS = np.zeros((9, N_KINDS), bool)
+ALLOWED_KINDS = np.zeros((N_CONTEXTS, N_KINDS), bool)
 for _c, _ks in _ALLOWED.items():
     ALLOWED_KINDS[_c, list(_ks)] = True
+_ALLOWED_PARTS = ALLOWED_KINDS.copy()  # with parts an instrument token declares the part after it
+_ALLOWED_PARTS[C_INSTR] = False
+_ALLOWED_PARTS[C_INSTR, K_PART] = True
+
+
+def allowed_kinds(parts: bool) -> np.ndarray:
+    """(contexts, kinds): which kind may follow which context, with or without parts."""
+    return _ALLOWED_PARTS if parts else ALLOWED_KINDS
+
+
+def opener_kind(parts: bool) -> int:
+    """The kind that names a note's part (with parts) or instrument: what a first note needs."""
+    return K_PART if parts else K_INSTR
+
 
 # NEXT_CONTEXT[context, kind of the new token] -> context after it. Only a duration depends on
 # the context: after <sep> it is a gap, otherwise a note's duration.
-NEXT_CONTEXT = np.full((9, N_KINDS), C_END, np.int64)
-for _k, _c in {K_SOS: C_SOS, K_SEP: C_SEP, K_NOTE: C_NOTE, K_INSTR: C_INSTR, K_TEMPO: C_TEMPO}.items():
+NEXT_CONTEXT = np.full((N_CONTEXTS, N_KINDS), C_END, np.int64)
+for _k, _c in {K_SOS: C_SOS, K_SEP: C_SEP, K_NOTE: C_NOTE, K_INSTR: C_INSTR, K_TEMPO: C_TEMPO, K_PART: C_PART,
+               K_VEL: C_VEL}.items():
     NEXT_CONTEXT[:, _k] = _c
 NEXT_CONTEXT[:, K_DUR] = C_NOTE_DUR
 NEXT_CONTEXT[C_SEP, K_DUR] = C_GAP_DUR
@@ -73,13 +96,15 @@ class Grammar:
 
     ``allowed`` (contexts, V): the token may stand there; ``next_ctx`` (contexts, V): the context
     after it; ``advance`` (contexts, V): time steps its gaps move on. Per id (V,):
-    ``needs_instrument`` (it holds a note before any instrument token of its own, and the
+    ``needs_instrument`` (it holds a note or velocity before any instrument (part) token of its own, and the
     encoding has instruments), ``gives_instrument``, ``has_eos``, ``has_note``, ``has_duration``.
     """
 
     def __init__(self, table: Vocab, pieces: np.ndarray):
         V, maxlen = pieces.shape
         kinds, values = table.kind, table.value
+        allowed_k = allowed_kinds(table.config.parts)
+        opener = opener_kind(table.config.parts)
         self.table = table
         self.lengths = lengths = (pieces >= 0).sum(1)
         ctx = np.repeat(np.arange(N_CONTEXTS)[:, None], V, 1)  # (contexts, V)
@@ -88,7 +113,7 @@ class Grammar:
         for j in range(maxlen):  # walk position by position, all tokens and contexts at once
             present = pieces[:, j] >= 0
             k = np.where(present, kinds[np.maximum(pieces[:, j], 0)], 0)
-            ok &= np.where(present[None, :], ALLOWED_KINDS[ctx, k[None, :]], True)
+            ok &= np.where(present[None, :], allowed_k[ctx, k[None, :]], True)
             new = NEXT_CONTEXT[ctx, k[None, :]]
             gap = (new == C_GAP_DUR) & present[None, :]
             # time may only move on at the very end of a merged token (an action ends with its
@@ -98,11 +123,12 @@ class Grammar:
             advance += np.where(gap, values[np.maximum(pieces[:, j], 0)][None, :], 0)
             ctx = np.where(present[None, :], new, ctx)
         k_all = np.where(pieces >= 0, kinds[np.maximum(pieces, 0)], -1)
-        first_instr = np.where((k_all == K_INSTR).any(1), (k_all == K_INSTR).argmax(1), maxlen)
-        first_note = np.where((k_all == K_NOTE).any(1), (k_all == K_NOTE).argmax(1), maxlen)
+        first_instr = np.where((k_all == opener).any(1), (k_all == opener).argmax(1), maxlen)
+        opens = (k_all == K_NOTE) | (k_all == K_VEL)  # a velocity token opens a note too: it needs its part
+        first_note = np.where(opens.any(1), opens.argmax(1), maxlen)
         self.allowed, self.next_ctx, self.advance = ok, ctx, advance
         self.needs_instrument = (first_note < first_instr) & table.config.instruments
-        self.gives_instrument = (k_all == K_INSTR).any(1)
+        self.gives_instrument = (k_all == opener).any(1)
         self.has_eos = (k_all == K_EOS).any(1)
         self.has_note = (k_all == K_NOTE).any(1)
         self.has_duration = (k_all == K_DUR).any(1)
@@ -155,15 +181,22 @@ class Grammar:
         if prev == C_SEP:
             return "<sep> must be followed by a duration (the gap)"
         if prev == C_INSTR:
-            return "an instrument token must be followed by a note"
+            return ("an instrument token must be followed by the part it declares" if self.table.config.parts
+                    else "an instrument token must be followed by a note (or its velocity)")
+        if prev == C_PART:
+            return "a part token must be followed by a note (or its velocity)"
+        if prev == C_VEL:
+            return "a velocity token must be followed by a note"
         return {
             K_DUR: "a duration must follow a note or <sep>",
-            K_NOTE: "the first note needs an instrument token before it",
+            K_NOTE: "the first note needs an instrument (with parts: a part) token before it",
             K_TEMPO: "a tempo token must open a time step (after <sos> or a gap)",
             K_SOS: "<sos> may only start the sequence",
             K_PAD: "<pad> inside a sequence",
             K_EOS: "<eos> must follow a gap (<sep> dN)",
             K_INSTR: "an instrument token must open a note",
+            K_PART: "a part token must open a note",
+            K_VEL: "a velocity token must open a note, after its instrument (part) token",
         }.get(k, "token not allowed here")
 
 
@@ -171,7 +204,7 @@ def _base_violations(kinds: np.ndarray, table: Vocab, j: int) -> np.ndarray:
     """Whether base token ``j`` (the last of ``kinds``) breaks the base grammar: [j] or []."""
     prev = C_START if j == 0 else int(contexts(kinds[:j])[-1])
     k = int(kinds[j])
-    ok = ALLOWED_KINDS[prev, k]
-    if k == K_NOTE and table.config.instruments and not (kinds[:j] == K_INSTR).any():
+    ok = allowed_kinds(table.config.parts)[prev, k]
+    if k in (K_NOTE, K_VEL) and table.config.instruments and not (kinds[:j] == opener_kind(table.config.parts)).any():
         ok = False
     return np.zeros(0 if ok else 1)

@@ -2,7 +2,10 @@
 
 Each position-score row becomes tokens: a note ``n{pitch} d{duration}`` (preceded by an
 instrument token ``i{program}``/``drums`` whenever the instrument differs from the previous
-note's), a gap ``<sep> d{gap}``, a tempo change ``t{qpm}``; the whole piece sits between
+note's; with ``parts``, by a part token ``p{k}`` whenever the part changes, the part's first one
+declared by its instrument token: ``i0 p1``; with ``velocity_bins``, by a velocity token ``v{bin}``
+whenever the note's bin differs from the previous note's of its part or instrument), a gap
+``<sep> d{gap}``, a tempo change ``t{qpm}``; the whole piece sits between
 ``<sos>`` and ``<eos>``. With the blog's config, its example becomes exactly
 
     <sos> n1 d4 <sep> d1 n3 d2 <sep> d5 n2 d2 n3 d2 <sep> d2 <eos>
@@ -24,8 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DecodeError
+from .openers import decode_openers, opener_marks, write_openers
 from .position import GAP, TEMPO, PositionScore, SortedNotes, _split_gap, layout
-from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO
+from .vocab import K_DUR, K_EOS, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -47,6 +51,8 @@ class Tokens:
     steps: np.ndarray
     stats: dict = field(default_factory=dict)
     tokenizer: Tokenizer | None = field(default=None, repr=False, compare=False)
+    part_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """With parts: the source's part names (tokens carry none), which `to_score` gives the parts."""
 
     def to_score(self, tokenizer: Tokenizer | None = None) -> Score:
         """Decode to a `midigen.Score` with ``tokenizer``, else the one that made these tokens."""
@@ -54,7 +60,7 @@ class Tokens:
         if tok is None:
             raise TypeError("these Tokens carry no tokenizer: pass tokenizer= (the Tokenizer that made them, "
                             "e.g. the one load_model returned)")
-        return tok.decode(self.ids)
+        return tok.decode(self.ids, part_names=self.part_names)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -69,15 +75,12 @@ def encode_position(pos: PositionScore, tokenizer: Tokenizer) -> Tokens:
     P, V, Ins, S = pos.pitch, pos.value, pos.instrument, pos.step
     note = np.flatnonzero(P >= 0)
     other = np.flatnonzero(P < 0)
-    # tokens per row: tempo 1, gap 2 (<sep> d), note 2 (n d) + 1 when the instrument changes
+    # tokens per row: tempo 1, gap 2 (<sep> d), note 2 (n d) + its openers (instrument, part, velocity)
     counts = np.where(P == TEMPO, 1, 2)
-    change = None
-    if cfg.instruments and len(note):
-        ni = Ins[note]
-        change = np.empty(len(ni), bool)
-        change[0] = True
-        np.not_equal(ni[1:], ni[:-1], out=change[1:])
-        counts[note] += change
+    ni = Ins[note]
+    nv = None if pos.velocity is None else pos.velocity[note]
+    marks = opener_marks(cfg, ni, nv)
+    counts[note] += marks.count()
     offs = np.cumsum(counts)
     n = int(offs[-1]) + 2 if len(offs) else 2
     offs += 1 - counts
@@ -90,18 +93,15 @@ def encode_position(pos: PositionScore, tokenizer: Tokenizer) -> Tokens:
     is_gap = Po == GAP
     ids[o] = np.where(is_gap, vocab.sep_id, vocab.tempo_offset + Vo)
     ids[o[is_gap] + 1] = vocab.dur_offset - 1 + Vo[is_gap]
-    # note rows: [instrument] n d
-    o = offs[note]
-    if change is not None:
-        ids[o[change]] = vocab.instr_offset + ni[change]
-        o = o + change
+    # note rows: [instrument] [part] [velocity] n d
+    o = write_openers(ids, offs[note], ni, nv, marks, vocab, pos.part_programs)
     ids[o] = vocab.note_offset - cfg.min_pitch + P[note]
     ids[o + 1] = vocab.dur_offset - 1 + V[note]
 
     steps = np.empty(n, np.int64)
     steps[0], steps[-1] = 0, pos.length
     steps[1:-1] = np.repeat(S, counts)
-    return Tokens(ids.astype(tokenizer.dtype), steps.astype(np.int32), dict(pos.stats))
+    return Tokens(ids.astype(tokenizer.dtype), steps.astype(np.int32), dict(pos.stats), part_names=pos.part_names)
 
 
 def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
@@ -131,11 +131,8 @@ def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
     n_tempo = len(tempo_step)
 
     counts = np.full(n, 2, np.int64)
-    if cfg.instruments:
-        change = np.empty(n, bool)
-        change[0] = True
-        np.not_equal(inst[1:], inst[:-1], out=change[1:])
-        counts += change
+    marks = opener_marks(cfg, inst, notes.velocity)
+    counts += marks.count()
     simple = int(gaps.max()) <= maxd
     gap_rows = np.ones(len(steps), np.int64) if simple else -(-gaps // maxd)
     counts[last] += 2 * gap_rows
@@ -155,10 +152,7 @@ def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
     if lead_rows:
         ids[1 + n_tempo : head : 2] = vocab.sep_id
         ids[2 + n_tempo : head : 2] = vocab.dur_offset - 1 + _split_gap([lead], [lead_rows], maxd)
-    o = offs
-    if cfg.instruments:
-        ids[o[change]] = vocab.instr_offset + inst[change]
-        o = o + change
+    o = write_openers(ids, offs, inst, notes.velocity, marks, vocab, notes.part_programs)
     ids[o] = vocab.note_offset - cfg.min_pitch + pitch
     ids[o + 1] = vocab.dur_offset - 1 + dur
     g = o[last] + 2  # first <sep> after each step's last note
@@ -172,7 +166,7 @@ def encode_notes(notes: SortedNotes, tokenizer: Tokenizer) -> Tokens:
         ids[rg] = vocab.sep_id
         ids[rg + 1] = vocab.dur_offset - 1 + _split_gap(gaps, gap_rows, maxd)
     tsteps[head:-1] = np.repeat(onset, counts)
-    return Tokens(ids.astype(tokenizer.dtype), tsteps.astype(np.int32), stats)
+    return Tokens(ids.astype(tokenizer.dtype), tsteps.astype(np.int32), stats, part_names=notes.part_names)
 
 
 def steps_of(ids: ArrayLike, tokenizer: Tokenizer, starts: ArrayLike | None = None) -> np.ndarray:
@@ -214,7 +208,8 @@ def steps_of(ids: ArrayLike, tokenizer: Tokenizer, starts: ArrayLike | None = No
     return np.cumsum(inc[:n], dtype=np.int32)
 
 
-def decode_position(ids: ArrayLike, tokenizer: Tokenizer, strict: bool = False) -> PositionScore:
+def decode_position(ids: ArrayLike, tokenizer: Tokenizer, strict: bool = False,
+                    part_names: tuple[str, ...] = ()) -> PositionScore:
     """Token ids (base or merged) back to a position score.
 
     Reading stops at the first ``<eos>``. With ``strict=True`` any break of the grammar raises
@@ -242,12 +237,10 @@ def decode_position(ids: ArrayLike, tokenizer: Tokenizer, strict: bool = False) 
     is_tempo = kind == K_TEMPO
     used = is_note | is_gap | is_tempo
     used[1:] |= is_note[:-1] | is_gap[:-1]  # their durations
-    used |= (kind == K_INSTR) & (nxt == K_NOTE)
     used |= kind == K_SOS
-
-    # instrument of each note: the last instrument token before it
-    instr_pos = np.where(kind == K_INSTR, np.arange(len(ids)), -1)
-    last_instr = np.maximum.accumulate(instr_pos) if len(ids) else instr_pos
+    op = decode_openers(kind, value, nxt, vocab.config)
+    used |= op.used
+    last_instr = op.last_opener  # instrument (part) of each note: the last instrument (part) token before it
     default_inst = 0
     rows = np.flatnonzero(is_note | is_gap | is_tempo)
     r_kind = kind[rows]
@@ -265,7 +258,9 @@ def decode_position(ids: ArrayLike, tokenizer: Tokenizer, strict: bool = False) 
     note_end = (step + val)[r_note]
     length = int(max(gaps.sum(), note_end.max(initial=0)))
     stats = {"skipped_tokens": int(len(ids) - np.count_nonzero(used | (kind == K_PAD)))}
-    return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats)
+    vel = op.row_velocity(rows, r_note, inst) if vocab.config.velocity_bins else None
+    return PositionScore(pitch, val.astype(np.int64), inst, step.astype(np.int64), length, vocab.config, stats,
+                         vel, op.part_programs, tuple(part_names))
 
 
 def _check_grammar(ids: ArrayLike, tokenizer: Tokenizer) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..instruments import instrument_name
 from ..midi import DRUMS, Score
 from .config import EncodingConfig
 from .quantise import QuantisedScore, quantise
@@ -36,8 +37,9 @@ class PositionScore:
     """Rows of events. ``pitch`` >= 0 is a note, `GAP` a gap, `TEMPO` a tempo change.
 
     ``value`` is the note's duration, the gap's length, or the tempo bin; ``instrument`` is the
-    note's instrument key (-1 on other rows); ``step`` is the time step a row belongs to (for a
-    gap: the step it leaves). ``length`` is the step at which the piece ends.
+    note's instrument key (-1 on other rows), or its part with ``config.parts`` (``part_programs``
+    then gives each part's instrument key); ``velocity`` each note's velocity bin; ``step`` is the
+    time step a row belongs to (for a gap: the step it leaves). ``length`` is the step at which the piece ends.
     """
 
     pitch: np.ndarray
@@ -47,6 +49,9 @@ class PositionScore:
     length: int
     config: EncodingConfig
     stats: dict
+    velocity: np.ndarray | None = None  # velocity bin of each row (-1 off notes); None without velocity bins
+    part_programs: np.ndarray | None = None  # with parts (``instrument`` is then the part): their instruments
+    part_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.pitch)
@@ -84,7 +89,15 @@ class PositionScore:
         keep = np.ones(len(order), bool)
         keep[1:] = key[order][1:] != key[order][:-1]
         note = note[np.sort(order[keep])]
-        inst = self.instrument[note]
+        inst = part = self.instrument[note]
+        if cfg.parts:
+            programs = self.part_programs if self.part_programs is not None else np.zeros(0, np.int16)
+            programs = np.append(programs, np.zeros(max(0, int(part.max(initial=-1)) + 1 - len(programs)), np.int16))
+            inst = programs[part]
+        velocity = cfg.velocity
+        if cfg.velocity_bins and self.velocity is not None:
+            vb = self.velocity[note]
+            velocity = np.where(vb >= 0, cfg.velocity_values()[np.maximum(vb, 0)], cfg.velocity)
         onset = self.step[note]
         start = onset * tpq // spb
         end = (onset + self.value[note]) * tpq // spb
@@ -99,10 +112,18 @@ class PositionScore:
             end,
             program=np.where(inst == DRUMS, 0, inst),
             is_drum=inst == DRUMS,
-            velocity=cfg.velocity,
+            velocity=velocity,
             ticks_per_quarter=tpq,
             tempos=tempos,
+            part=part if cfg.parts else None,
+            part_names=self.part_names or _default_names(self.part_programs if cfg.parts else None),
         )
+
+
+def _default_names(programs: np.ndarray | None) -> tuple[str, ...]:
+    if programs is None:
+        return ()
+    return tuple(f"Part {k + 1} ({instrument_name(int(p))})" for k, p in enumerate(programs.tolist()))
 
 
 @dataclass
@@ -124,6 +145,9 @@ class SortedNotes:
     length: int
     config: EncodingConfig
     stats: dict
+    velocity: np.ndarray | None = None  # velocity bin per note (velocity_bins > 0)
+    part_programs: np.ndarray | None = None  # with parts (``instrument`` is the part): each part's instrument
+    part_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.onset)
@@ -147,7 +171,8 @@ def sorted_notes(q: QuantisedScore) -> SortedNotes:
     onset = q.onset[order]
     stats["encoded_notes"] = int(len(onset))
     return SortedNotes(onset, q.instrument[order], q.pitch[order], q.duration[order], q.tempo_step, q.tempo_bin,
-                       q.length, q.config, stats)
+                       q.length, q.config, stats, None if q.velocity is None else q.velocity[order],
+                       q.part_programs, q.part_names)
 
 
 def layout(notes: SortedNotes) -> PositionScore:
@@ -209,6 +234,10 @@ def layout(notes: SortedNotes) -> PositionScore:
     first_note = np.cumsum(n_notes_at) - n_notes_at
     r = (base + has_tempo - first_note)[si_note] + np.arange(n)
     P[r], V[r], Ins[r], S[r] = pitch, dur, inst, onset
+    vel = None
+    if notes.velocity is not None:
+        vel = np.full(total, -1, np.int64)
+        vel[r] = notes.velocity
     # gap rows: after the step's notes
     if simple_gaps:
         r = csum - 1 + lead_rows
@@ -220,7 +249,7 @@ def layout(notes: SortedNotes) -> PositionScore:
         P[r] = GAP
         V[r] = _split_gap(gaps, n_gap_rows, maxd)
         S[r] = steps[g_steps]
-    return PositionScore(P, V, Ins, S, end, cfg, stats)
+    return PositionScore(P, V, Ins, S, end, cfg, stats, vel, notes.part_programs, notes.part_names)
 
 
 _ZERO = np.zeros(1, np.int64)

@@ -25,7 +25,7 @@ from .config import EncodingConfig
 class QuantisedScore:
     """Notes and tempo changes on the step grid (notes unsorted, duplicates kept)."""
 
-    instrument: np.ndarray  # int16: program, 128 = drums; 0 for every note in the blog scheme
+    instrument: np.ndarray  # int16: program, 128 = drums; 0 for every note in the blog scheme; with parts: the part
     pitch: np.ndarray  # int16
     onset: np.ndarray  # int64 step
     duration: np.ndarray  # int64 steps, 1..max_duration
@@ -33,6 +33,9 @@ class QuantisedScore:
     tempo_bin: np.ndarray  # int64 index into config.tempo_values()
     config: EncodingConfig
     stats: dict = field(default_factory=dict)
+    velocity: np.ndarray | None = None  # int64 velocity bin per note (velocity_bins > 0), else None
+    part_programs: np.ndarray | None = None  # with parts: the instrument key of each part, else None
+    part_names: tuple[str, ...] = ()  # with parts: the source's name of each part ("" unnamed)
 
     @property
     def length(self) -> int:
@@ -61,8 +64,14 @@ def quantise(score: Score, config: EncodingConfig) -> QuantisedScore:
         stats["dropped_drums"] = int(np.count_nonzero(drums))
         if stats["dropped_drums"]:
             keep = ~score.is_drum if keep is None else keep & ~score.is_drum
+    velocity, part = score.velocity, score.part
     if keep is not None and not keep.all():
         start, end, pitch, instrument = start[keep], end[keep], pitch[keep], instrument[keep]
+        velocity, part = velocity[keep], part[keep]
+    vel_bin = cfg.velocity_bin(velocity) if cfg.velocity_bins else None
+    part_programs, part_names = None, ()
+    if cfg.parts:
+        instrument, part_programs, part_names = _parts(score, part, instrument, cfg, stats)
 
     onset = ticks_to_steps(start, tpq, spb)
     raw = ticks_to_steps(end, tpq, spb) - onset
@@ -78,7 +87,31 @@ def quantise(score: Score, config: EncodingConfig) -> QuantisedScore:
     if cfg.max_silence is not None and len(onset) and _has_long_gap(onset, cfg.max_silence):
         onset, tempo_step, n = _shorten_silences(onset, tempo_step, cfg.max_silence)
         stats["shortened_silences"] = n
-    return QuantisedScore(instrument, pitch, onset, duration, tempo_step, tempo_bin, cfg, stats)
+    return QuantisedScore(instrument, pitch, onset, duration, tempo_step, tempo_bin, cfg, stats,
+                          vel_bin, part_programs, part_names)
+
+
+def _parts(score: Score, part: np.ndarray, instrument: np.ndarray, cfg: EncodingConfig, stats: dict):
+    """Parts numbered 0.. (a source part that mixes instruments: one part per instrument), the
+    instrument of each and its name. Past ``max_parts``, a part joins the first kept part of its
+    instrument, else the last kept part (its notes then change instrument: both counted)."""
+    key = part.astype(np.int64) * 129 + instrument
+    keys, index = np.unique(key, return_inverse=True)
+    index = index.reshape(-1)
+    src, programs = keys // 129, (keys % 129).astype(np.int16)
+    names = tuple(score.part_names[k] if k < len(score.part_names) else "" for k in src.tolist())
+    stats["merged_parts"] = stats["parts_changed_instrument"] = 0
+    mp = cfg.max_parts
+    if len(keys) > mp:
+        target = np.arange(len(keys))
+        for j in range(mp, len(keys)):  # rare (a file of more tracks than max_parts): a short loop
+            same = np.flatnonzero(programs[:mp] == programs[j])
+            target[j] = same[0] if len(same) else mp - 1
+            if not len(same):
+                stats["parts_changed_instrument"] += int(np.count_nonzero(index == j))
+        stats["merged_parts"] = len(keys) - mp
+        index, programs, names = target[index], programs[:mp], names[:mp]
+    return index.astype(np.int16), programs, names
 
 
 _EMPTY = np.zeros(0, np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..midi import Score
 from .config import EncodingConfig
-from .position import TEMPO, PositionScore, SortedNotes, layout
+from .position import TEMPO, PositionScore, SortedNotes, layout, sorted_notes
 from .quantise import quantise
 
 
@@ -23,7 +23,9 @@ from .quantise import quantise
 class SparseScore:
     """``array[i, t, p]`` = duration of the note of ``instruments[i]`` at step ``t``, pitch ``p``.
 
-    ``tempo[t]`` is the tempo bin that starts at step ``t`` (-1 = no change there).
+    ``tempo[t]`` is the tempo bin that starts at step ``t`` (-1 = no change there). With parts,
+    ``instruments`` are the parts (``part_programs``: their instruments); with velocity bins,
+    ``velocity`` is a second array of the same shape: the velocity bin of each note.
     """
 
     array: np.ndarray  # (n_instruments, n_steps, 128), int16
@@ -31,6 +33,9 @@ class SparseScore:
     tempo: np.ndarray  # (n_steps,) int64
     config: EncodingConfig
     stats: dict
+    velocity: np.ndarray | None = None
+    part_programs: np.ndarray | None = None
+    part_names: tuple[str, ...] = ()
 
     @property
     def n_steps(self) -> int:
@@ -49,7 +54,12 @@ class SparseScore:
         stats = dict(q.stats)
         stats["merged_duplicates"] = int(len(q.onset) - np.count_nonzero(array))
         stats["encoded_notes"] = int(np.count_nonzero(array))
-        return cls(array, instruments, tempo, config, stats)
+        velocity = None
+        if q.velocity is not None:  # the velocity of the note that wins each cell, as the direct path
+            sn = sorted_notes(q)
+            velocity = np.zeros_like(array)
+            velocity[np.searchsorted(instruments, sn.instrument), sn.onset, sn.pitch] = sn.velocity
+        return cls(array, instruments, tempo, config, stats, velocity, q.part_programs, q.part_names)
 
     def to_position(self) -> PositionScore:
         """Read the notes off the array in (step, instrument, pitch) order, then lay out rows."""
@@ -57,9 +67,11 @@ class SparseScore:
         dur = self.array[row, step, pitch].astype(np.int64)
         t = np.flatnonzero(self.tempo >= 0)
         length = int((step + dur).max(initial=0))
+        vel = None if self.velocity is None else self.velocity[row, step, pitch].astype(np.int64)
         return layout(SortedNotes(
             step.astype(np.int64), self.instruments[row].astype(np.int16), pitch.astype(np.int16),
             dur, t.astype(np.int64), self.tempo[t], length, self.config, dict(self.stats),
+            vel, self.part_programs, self.part_names,
         ))
 
     @classmethod
@@ -73,7 +85,12 @@ class SparseScore:
         tempo = np.full(n_steps, -1, np.int64)
         t = pos.pitch == TEMPO
         tempo[np.minimum(pos.step[t], n_steps - 1)] = pos.value[t]
-        return cls(array, instruments, tempo, pos.config, dict(pos.stats))
+        velocity = None
+        if pos.velocity is not None:
+            velocity = np.zeros_like(array)
+            velocity[row, pos.step[note], pos.pitch[note]] = np.maximum(pos.velocity[note], 0)
+        return cls(array, instruments, tempo, pos.config, dict(pos.stats), velocity, pos.part_programs,
+                   pos.part_names)
 
     def to_score(self) -> Score:
         return self.to_position().to_score()

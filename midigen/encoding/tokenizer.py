@@ -34,7 +34,7 @@ from .grammar import Grammar
 from .index import Tokens, decode_position, encode_notes
 from .position import sorted_notes
 from .quantise import quantise
-from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_SEP, K_SOS, K_TEMPO, Vocab
+from .vocab import K_DUR, K_EOS, K_INSTR, K_NOTE, K_PAD, K_PART, K_SEP, K_SOS, K_TEMPO, K_VEL, Vocab
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -48,11 +48,12 @@ LEGACY_VOCAB_FORMAT = "midigen.vocab"  # the vocab.json of midigen before `Token
 
 # The kind of a token, coarse and public (per-kind losses, plots). A duration right after <sep>
 # is a gap's length: `Tokenizer.kinds` cannot tell (it is per id), `token_kinds` can (in context).
-SPECIAL, NOTE, DURATION, GAP, TEMPO, INSTRUMENT, MERGED = range(7)
-KIND_NAMES = ("special", "note", "duration", "gap", "tempo", "instrument", "merged")
-_KIND_OF_BASE = np.zeros(8, np.int8)  # base kind (vocab.K_*) -> public kind
+# Part tokens count as INSTRUMENT (they name what plays the note).
+SPECIAL, NOTE, DURATION, GAP, TEMPO, INSTRUMENT, MERGED, VELOCITY = range(8)
+KIND_NAMES = ("special", "note", "duration", "gap", "tempo", "instrument", "merged", "velocity")
+_KIND_OF_BASE = np.zeros(10, np.int8)  # base kind (vocab.K_*) -> public kind
 for _k, _v in {K_PAD: SPECIAL, K_SOS: SPECIAL, K_EOS: SPECIAL, K_SEP: GAP, K_NOTE: NOTE, K_DUR: DURATION,
-               K_INSTR: INSTRUMENT, K_TEMPO: TEMPO}.items():
+               K_INSTR: INSTRUMENT, K_TEMPO: TEMPO, K_PART: INSTRUMENT, K_VEL: VELOCITY}.items():
     _KIND_OF_BASE[_k] = _v
 
 
@@ -211,20 +212,25 @@ class Tokenizer:
             return tokens
         merged = bpe.apply(self._hf, tokens, self.table, self._lengths, self.dtype)
         merged.tokenizer = self
+        merged.part_names = tokens.part_names
         return merged
 
     @functools.cached_property
     def _hf(self):
         return bpe.build(self.pieces, self.merges)
 
-    def decode(self, ids: ArrayLike, *, strict: bool = False) -> Score:
-        """Token ids -> `Score` (tempo from tempo tokens, instruments from instrument tokens).
+    def decode(self, ids: ArrayLike, *, strict: bool = False, part_names: Iterable[str] = ()) -> Score:
+        """Token ids -> `Score` (tempo from tempo tokens, instruments from instrument tokens, parts
+        from part tokens, velocities from velocity tokens).
 
-        ``strict=True`` raises `DecodeError` at the first token the grammar does not allow.
+        ``strict=True`` raises `DecodeError` at the first token the grammar does not allow. Tokens
+        carry no part names: ``part_names`` names the parts (`Tokens` pass the source's), else a
+        part is named after its number and instrument.
         """
         if isinstance(ids, Tokens):
+            part_names = part_names or ids.part_names
             ids = ids.ids
-        return decode_position(ids, self, strict=strict).to_score()
+        return decode_position(ids, self, strict=strict, part_names=tuple(part_names)).to_score()
 
     # ------------------------------------------------------------ BPE
     def train_bpe(self, pieces: Iterable[Tokens | tuple[np.ndarray, np.ndarray]], vocab_size: int,

@@ -6,7 +6,9 @@ and per-id arrays directly.
 
 Layout (ids in this order): the specials ``<pad> <sos> <eos> <sep>``, note tokens
 ``n{min_pitch}..n{max_pitch}``, duration tokens ``d1..d{max_duration}``, then, where the config
-keeps them, instrument tokens ``i0..i127`` and ``drums``, and tempo tokens ``t{qpm}``.
+keeps them, instrument tokens ``i0..i127`` and ``drums``, tempo tokens ``t{qpm}``, part tokens
+``p0..p{max_parts-1}`` (``parts``) and velocity tokens ``v0..v{velocity_bins-1}`` (the last two
+only where the config turns them on, so older configs keep their ids).
 ``<pad>`` is id 0 so zero-filled buffers are padding.
 
 Each id also has a *kind* (`NOTE`, `DUR`, ...) and a *value* (pitch, steps, instrument key,
@@ -24,8 +26,8 @@ PAD, SOS, EOS, SEP = "<pad>", "<sos>", "<eos>", "<sep>"
 SPECIALS = (PAD, SOS, EOS, SEP)
 
 # Base token kinds (the grammar's alphabet; `Tokenizer.kinds` gives the coarser public kinds)
-K_PAD, K_SOS, K_EOS, K_SEP, K_NOTE, K_DUR, K_INSTR, K_TEMPO = range(8)
-BASE_KIND_NAMES = ("pad", "sos", "eos", "sep", "note", "duration", "instrument", "tempo")
+K_PAD, K_SOS, K_EOS, K_SEP, K_NOTE, K_DUR, K_INSTR, K_TEMPO, K_PART, K_VEL = range(10)
+BASE_KIND_NAMES = ("pad", "sos", "eos", "sep", "note", "duration", "instrument", "tempo", "part", "velocity")
 
 
 class Vocab:
@@ -54,6 +56,12 @@ class Vocab:
         if cfg.tempo:
             tv = cfg.tempo_values()
             add([f"t{q:g}" if q == round(q) else f"t{q:.1f}" for q in tv], K_TEMPO, list(range(len(tv))))
+        self.part_offset = len(tokens)
+        if cfg.parts:
+            add([f"p{k}" for k in range(cfg.max_parts)], K_PART, list(range(cfg.max_parts)))
+        self.vel_offset = len(tokens)
+        if cfg.velocity_bins:
+            add([f"v{b}" for b in range(cfg.velocity_bins)], K_VEL, list(range(cfg.velocity_bins)))
         self.tokens: list[str] = tokens
         self.index = {t: i for i, t in enumerate(tokens)}
         if len(self.index) != len(tokens):
