@@ -185,6 +185,14 @@ def test_bpe_corpus_is_refused(tmp_path, bach_files):
         Augmenter(PreparedCorpus(path), transpose=6)
 
 
+def test_parts_corpus_is_refused(tmp_path, bach_files):
+    from midigen.encoding import EncodingConfig
+
+    path = _prepare(tmp_path, bach_files[:4], EncodingConfig(parts=True))
+    with pytest.raises(ValueError, match="augmentation does not follow part tokens yet"):
+        Augmenter(PreparedCorpus(path), transpose=6)
+
+
 def test_bad_ranges_are_refused(bach):
     for kw in ({"transpose": -1}, {"tempo_shift": 1.5}, {"transpose": True}):
         with pytest.raises(ValueError, match="must be an integer >= 0"):

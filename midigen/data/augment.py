@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 IGNORE_INDEX = -100
 SCAN_CHUNK = 1 << 22  # tokens per chunk of the corpus scan (bounded memory)
 _STREAM = 0x61756780  # separates the augmentation's random stream from the batches' (same seed)
+PARTS_REFUSED = ("augmentation does not follow part tokens yet (drum parts would be transposed); prepare "
+                 "without --parts or train without --transpose/--tempo-shift")
 BPE_REFUSED = ("augmentation needs a base-token corpus; prepare without --bpe-vocab or train without "
                "--transpose")
 
@@ -106,6 +108,8 @@ class Augmenter:
         tokenizer = corpus.tokenizer
         if tokenizer.has_merges:
             raise ValueError(BPE_REFUSED)
+        if tokenizer.config.parts:  # (drums are found from the last instrument token; with parts that
+            raise ValueError(PARTS_REFUSED)  # token only declares a part, so drum parts would move)
         for name, v in (("transpose", transpose), ("tempo_shift", tempo_shift)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
