@@ -1,4 +1,5 @@
-"""The bundled assets: the Bach chorales and the model trained on them, found from anywhere.
+"""Where MIDI comes from: the files under given folders (`find_midi_files`), and the bundled
+assets, the Bach chorales and the model trained on them, found from anywhere.
 
 They ship inside the package (``midigen/assets/``, declared as package data in pyproject.toml),
 so a wheel install carries them and no working directory is special::
@@ -62,3 +63,31 @@ def resolve_sources(paths: Iterable[str | os.PathLike]) -> list[str]:
     if missing:  # (a typo in a folder name would otherwise pass unnoticed, or make an empty corpus)
         raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
     return out
+
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def find_midi_files(paths: Iterable[str | os.PathLike], as_str: bool = False) -> list:
+    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively.
+
+    ``as_str=True`` returns plain strings (a fifth of the memory of `Path` objects: at Lakh
+    scale, 176k paths).
+    """
+    out = set()
+    for p in map(str, paths):
+        if os.path.isdir(p):
+            todo = [p]
+            while todo:  # os.scandir: file types come with the listing, no stat() per file
+                try:
+                    with os.scandir(todo.pop()) as entries:
+                        for e in entries:
+                            if e.is_dir(follow_symlinks=False):  # (as os.walk: no symlink loops)
+                                todo.append(e.path)
+                            elif e.name.lower().endswith(MIDI_SUFFIXES) and e.is_file():
+                                out.add(e.path)
+                except OSError:  # an unreadable folder is skipped, as os.walk does
+                    continue
+        else:
+            out.add(os.path.normpath(p))  # a file named explicitly is checked whatever its suffix
+    return sorted(out) if as_str else [Path(f) for f in sorted(out)]

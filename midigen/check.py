@@ -24,10 +24,10 @@ from fractions import Fraction
 import numpy as np
 
 from . import atomic
-from .assets import resolve_sources
+from .assets import find_midi_files, resolve_sources
 from .encoding import EncodingConfig, Tokenizer
 from .errors import MidiError
-from .midi import DRUMS, Score, find_midi_files, read_midi
+from .midi import DRUMS, Score, read_midi
 
 
 def _who(score: Score, config: EncodingConfig) -> list[int]:

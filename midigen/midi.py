@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import atomic
+from .assets import MIDI_SUFFIXES as MIDI_SUFFIXES  # (re-exported: where MIDI files are found)
+from .assets import find_midi_files as find_midi_files
 from .errors import MidiError
 from .instruments import instrument_name
 
@@ -223,35 +225,6 @@ class Score:
 
 
 # --------------------------------------------------------------------- reading
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-def find_midi_files(paths: Iterable[str | os.PathLike], as_str: bool = False) -> list:
-    """Every ``.mid``/``.midi`` file under the given files and folders, sorted, recursively.
-
-    ``as_str=True`` returns plain strings (a fifth of the memory of `Path` objects: at Lakh
-    scale, 176k paths).
-    """
-    out = set()
-    for p in map(str, paths):
-        if os.path.isdir(p):
-            todo = [p]
-            while todo:  # os.scandir: file types come with the listing, no stat() per file
-                try:
-                    with os.scandir(todo.pop()) as entries:
-                        for e in entries:
-                            if e.is_dir(follow_symlinks=False):  # (as os.walk: no symlink loops)
-                                todo.append(e.path)
-                            elif e.name.lower().endswith(MIDI_SUFFIXES) and e.is_file():
-                                out.add(e.path)
-                except OSError:  # an unreadable folder is skipped, as os.walk does
-                    continue
-        else:
-            out.add(os.path.normpath(p))  # a file named explicitly is checked whatever its suffix
-    return sorted(out) if as_str else [Path(f) for f in sorted(out)]
-
-
-
 def read_midi(path: str | os.PathLike, *, require_notes: bool = True) -> Score:
     """Read a ``.mid`` file into a `Score`.
 

@@ -42,11 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..assets import resolve_sources
+from ..assets import find_midi_files, resolve_sources
 from ..config import JSONConfig, opt
 from ..encoding import EncodingConfig, Tokenizer
 from ..errors import VocabError
-from ..midi import find_midi_files
 from .assemble import assemble
 from .cache import Journal, ShardWriter, cache_folder
 from .collect import Collector
