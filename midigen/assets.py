@@ -4,7 +4,7 @@ assets, the Bach chorales and the model trained on them, found from anywhere.
 They ship inside the package (``midigen/assets/``, declared as package data in pyproject.toml),
 so a wheel install carries them and no working directory is special::
 
-    midigen/assets/bach/       410 Bach chorales as MIDI (music21's corpus, public domain)
+    midigen/assets/bach/       409 Bach chorales as MIDI (music21's corpus, public domain)
     midigen/assets/bach-gpt/   the pretrained GPT: model.safetensors, config.json, tokenizer.json
 
 >>> asset_path("bach").name, asset_path("bach-gpt").name

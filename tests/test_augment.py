@@ -15,7 +15,7 @@ from midigen.data.batching import Contiguous, PerSong, RandomWindows
 from midigen.data.corpus import PreparedCorpus
 from midigen.data.prepare import prepare
 from midigen.encoding import EncodingConfig
-from midigen.encoding.vocab import K_NOTE, K_TEMPO
+from midigen.encoding.vocab import K_NOTE, K_PART, K_TEMPO
 from midigen.midi import read_midi
 
 
@@ -185,12 +185,39 @@ def test_bpe_corpus_is_refused(tmp_path, bach_files):
         Augmenter(PreparedCorpus(path), transpose=6)
 
 
-def test_parts_corpus_is_refused(tmp_path, bach_files):
-    from midigen.encoding import EncodingConfig
+PARTS = EncodingConfig(parts=True, velocity_bins=16)
 
-    path = _prepare(tmp_path, bach_files[:4], EncodingConfig(parts=True))
-    with pytest.raises(ValueError, match="augmentation does not follow part tokens yet"):
-        Augmenter(PreparedCorpus(path), transpose=6)
+
+@pytest.fixture(scope="module")
+def band_parts(tmp_path_factory, bach_files, shared_corpus):
+    """The band arrangements and chorales with part and velocity tokens: a drum part is found from
+    its declaration (``drums p3``), not from the part token before each of its notes."""
+    files = sorted((shared_corpus / "multitrack").glob("*.mid")) + bach_files[:3]
+    return _prepare(tmp_path_factory.mktemp("band_parts"), files, PARTS)
+
+
+def test_with_parts_and_velocity_transposed_batches_equal_the_transposed_scores(band_parts):
+    corpus, aug = check_equals_moved_corpus(band_parts, 5, 2)
+    assert len(aug._switches) > 100  # drum parts and pitched parts alternate
+    tok = corpus.tokenizer
+    assert tok.config.parts and (tok.table.kind[np.asarray(corpus.tokens)] == K_PART).sum() > 1000
+
+
+def test_with_parts_the_chorales_move_alike(tmp_path, bach_files):
+    check_equals_moved_corpus(_prepare(tmp_path, bach_files[:8], PARTS), 6, 1)
+
+
+def test_the_scan_does_not_depend_on_its_chunks(band_parts, monkeypatch):
+    """Declarations and their part tokens straddling chunk boundaries give the same drum context."""
+    import midigen.data.augment as augment
+
+    corpus = PreparedCorpus(band_parts, location="ram")
+    whole = Augmenter(corpus, 6)
+    for chunk in (7, 64, 1001):
+        monkeypatch.setattr(augment, "SCAN_CHUNK", chunk)
+        small = Augmenter(corpus, 6)
+        assert np.array_equal(small._switches, whole._switches), chunk
+        assert np.array_equal(small.shift_low, whole.shift_low) and np.array_equal(small.shift_high, whole.shift_high)
 
 
 def test_bad_ranges_are_refused(bach):

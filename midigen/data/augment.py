@@ -15,24 +15,25 @@ counts the pieces so limited); nothing is ever dropped, so the windows keep thei
 **Seeded.** Piece ``p``'s shifts in epoch ``e`` are a pure function of (seed, e, p) (`shifts`),
 so a resumed run sees the same augmented batches as an uninterrupted one.
 
-**Drums.** A note is a drum note when the last instrument token before it is ``drums``. Within a
-row that is a running maximum over the row's instrument tokens; for the notes before a row's first
-instrument token the context lies before the row. One pass over the corpus (`_scan`, vectorised,
-at construction) records the positions where the context switches between drums and pitched
-instruments (few: none without drums), so the context before a row is one binary search at the
-row's start in the corpus (the batch's ``start``), all rows at once on the batch's device.
+**Drums.** A note is a drum note when the last opener before it opens drums: an instrument token
+``drums``, or with part tokens a part that its piece declared as drums (``drums p3`` at the part's
+first note; a part token alone does not say). One pass over the corpus (`_scan`, vectorised, at
+construction) records the positions where the context switches between drums and pitched
+instruments (few: none without drums), so the context of every token of a batch is one binary
+search of its place in the corpus (the row's ``start`` plus its column), on the batch's device.
 
 BPE corpora are refused: a merged token may hold notes of several instruments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..encoding.vocab import K_INSTR, K_NOTE, K_TEMPO
+from ..encoding.vocab import K_INSTR, K_NOTE, K_PART, K_TEMPO
 from ..midi import DRUMS
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 IGNORE_INDEX = -100
 SCAN_CHUNK = 1 << 22  # tokens per chunk of the corpus scan (bounded memory)
 _STREAM = 0x61756780  # separates the augmentation's random stream from the batches' (same seed)
-PARTS_REFUSED = ("augmentation does not follow part tokens yet (drum parts would be transposed); prepare "
-                 "without --parts or train without --transpose/--tempo-shift")
 BPE_REFUSED = ("augmentation needs a base-token corpus; prepare without --bpe-vocab or train without "
                "--transpose")
 
@@ -57,33 +56,60 @@ def _host_tokens(corpus: PreparedCorpus) -> np.ndarray:
     return PreparedCorpus(corpus.path, corpus.split, "disk").tokens
 
 
-def _scan(tokens: np.ndarray, starts: np.ndarray, table: Vocab, n_pieces: int):
-    """One pass over the corpus: the lowest and highest pitched note of each piece, and the
-    positions where the instrument context switches between drums and pitched instruments.
+def _opener_flags(ids: np.ndarray, k: np.ndarray, value: np.ndarray, nxt: np.ndarray, piece_of: Callable, parts: bool,
+                  drum_parts: list) -> tuple[np.ndarray, np.ndarray]:
+    """The opener tokens of a chunk (instrument tokens, or with parts the part tokens) and whether
+    each opens drums. With parts, a part token opens drums when its piece declared that part with
+    ``drums`` (``drums p{k}`` at the part's first note; declarations precede every use), so the
+    (piece, part) keys of drum parts accumulate in ``drum_parts`` across chunks. ``ids`` may run
+    one token past the chunk (the part token of a declaration at its end)."""
+    n = len(k)
+    if not parts:
+        at = np.flatnonzero(k == K_INSTR)
+        return at, value[ids[at]] == DRUMS
+    decl = np.flatnonzero((k == K_INSTR) & (nxt == K_PART) & (value[ids[:n]] == DRUMS))
+    if len(decl):
+        drum_parts.append(piece_of(decl) * 256 + value[ids[decl + 1]])
+    at = np.flatnonzero(k == K_PART)
+    if not drum_parts:
+        return at, np.zeros(len(at), bool)
+    return at, np.isin(piece_of(at) * 256 + value[ids[at]], np.concatenate(drum_parts))
 
-    Returns ``(low, high, switches)``: ``low``/``high`` are -1 for a piece without pitched notes;
-    the context at position ``i`` is drums iff an odd number of switches lie at or before ``i``.
+
+def _scan(tokens: np.ndarray, starts: np.ndarray, table: Vocab, n_pieces: int, parts: bool):
+    """One pass over the corpus: the lowest and highest pitched note of each piece, and the
+    positions where the context switches between drums and pitched instruments.
+
+    The context of a token is set by the last opener token before it: an instrument token
+    (``drums`` or a program), or with parts a part token (drums when its piece declared that part
+    with ``drums``). Returns ``(low, high, switches)``: ``low``/``high`` are -1 for a piece without
+    pitched notes; the context at position ``i`` is drums iff an odd number of ``switches`` lie at
+    or before ``i``.
     """
     kind, value = table.kind, table.value
     low = np.full(n_pieces, 1 << 30, np.int64)
     high = np.full(n_pieces, -1, np.int64)
-    switches, drums = [], False  # (the context before any instrument token: pitched)
+    switches, drums, drum_parts = [], False, []  # (the context before any opener: pitched)
     for c0 in range(0, len(tokens), SCAN_CHUNK):
-        ids = np.asarray(tokens[c0 : c0 + SCAN_CHUNK]).astype(np.int64)
-        k = kind[ids]
-        instr = np.flatnonzero(k == K_INSTR)
-        flag = value[ids[instr]] == DRUMS  # the context each instrument token sets
+        ext = np.asarray(tokens[c0 : c0 + SCAN_CHUNK + 1]).astype(np.int64)  # (+1: the token after the chunk)
+        n = min(SCAN_CHUNK, len(ext))
+        ids, k, nxt = ext[:n], kind[ext[:n]], np.append(kind[ext[1:]], -1)[:n]
+
+        def piece_of(pos: np.ndarray, c0: int = c0) -> np.ndarray:
+            return np.searchsorted(starts, c0 + pos, side="right") - 1
+
+        at, flag = _opener_flags(ext, k, value, nxt, piece_of, parts, drum_parts)
         before = np.concatenate([[drums], flag[:-1]])
-        switches.append(c0 + instr[flag != before])
+        switches.append(c0 + at[flag != before])
         notes = np.flatnonzero(k == K_NOTE)
-        last = np.searchsorted(instr, notes) - 1  # the instrument token before each note
+        last = np.searchsorted(at, notes) - 1  # the opener before each note
         is_drum = np.where(last >= 0, flag[np.maximum(last, 0)], drums) if len(flag) else np.full(len(notes), drums)
         drums = bool(flag[-1]) if len(flag) else drums
         notes = notes[~is_drum]
         if not len(notes):
             continue
         pitch = value[ids[notes]]
-        piece = np.searchsorted(starts, c0 + notes, side="right") - 1  # sorted: reduce by runs
+        piece = piece_of(notes)  # sorted: reduce by runs
         first = np.flatnonzero(np.concatenate([[True], piece[1:] != piece[:-1]]))
         p = piece[first]
         low[p] = np.minimum(low[p], np.minimum.reduceat(pitch, first))
@@ -108,8 +134,6 @@ class Augmenter:
         tokenizer = corpus.tokenizer
         if tokenizer.has_merges:
             raise ValueError(BPE_REFUSED)
-        if tokenizer.config.parts:  # (drums are found from the last instrument token; with parts that
-            raise ValueError(PARTS_REFUSED)  # token only declares a part, so drum parts would move)
         for name, v in (("transpose", transpose), ("tempo_shift", tempo_shift)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
@@ -119,7 +143,7 @@ class Augmenter:
         if tempo_shift and not cfg.tempo:
             raise ValueError("tempo_shift needs tempo tokens, and this corpus's encoding has none (tempo=False)")
         self._starts = np.asarray(corpus.starts, np.int64)
-        low, high, self._switches = _scan(_host_tokens(corpus), self._starts, table, len(self._starts))
+        low, high, self._switches = _scan(_host_tokens(corpus), self._starts, table, len(self._starts), cfg.parts)
         R = self.transpose
         pitched = high >= 0
         self.shift_low = np.where(pitched, np.maximum(-R, cfg.min_pitch - low), -R)  # (R = 0: all 0)
@@ -128,8 +152,7 @@ class Augmenter:
         self.pieces_limited = int(np.count_nonzero(self.limited))
         """Pieces whose shift range was limited so that none of their notes leaves the pitch range."""
         # per-id tables, moved to the batches' device on first use
-        self._tables_np = {"kind": table.kind.astype(np.int64), "value": table.value,
-                           "drums": (table.kind == K_INSTR) & (table.value == DRUMS), "limited": self.limited,
+        self._tables_np = {"kind": table.kind.astype(np.int64), "value": table.value, "limited": self.limited,
                            "switches": self._switches}
         self._tempo_offset = table.tempo_offset
         self._tables: dict = {}
@@ -182,7 +205,7 @@ class Augmenter:
         delta = torch.zeros_like(w)
         notes = (kind == K_NOTE) & valid
         if len(self._switches):  # (no switch: no drums in the corpus)
-            notes &= ~self._drum_context(batch["start"], w, kind, t)
+            notes &= ~self._drum_context(batch["start"], w, t)
         k = torch.as_tensor(pitch_shift, dtype=torch.int64, device=dev)[pc]
         delta = torch.where(notes, k, delta)
         self.counts["notes_shifted"] += int((notes[:, :-1] & (k[:, :-1] != 0)).sum())
@@ -205,13 +228,9 @@ class Augmenter:
             self._tables[dev] = {k: torch.as_tensor(v, device=dev) for k, v in self._tables_np.items()}
         return self._tables[dev]
 
-    def _drum_context(self, start: torch.Tensor, w: torch.Tensor, kind: torch.Tensor, t: dict) -> torch.Tensor:
-        """(B, L+1) bool: the last instrument token at or before each token is ``drums`` (rows
-        starting at ``start`` in the corpus, -1 for a row of padding)."""
-        B, L1 = w.shape
-        n_sw = torch.searchsorted(t["switches"], start.clamp(min=0))  # switches before the row
-        before = (n_sw % 2 == 1) & (start >= 0)
-        pos = torch.arange(L1, device=w.device).expand(B, L1)
-        last = torch.where(kind == K_INSTR, pos, -1).cummax(dim=1).values
-        inside = t["drums"][w.gather(1, last.clamp(min=0))]
-        return torch.where(last >= 0, inside, before[:, None])
+    def _drum_context(self, start: torch.Tensor, w: torch.Tensor, t: dict) -> torch.Tensor:
+        """(B, L+1) bool: the token at each place of the rows starting at ``start`` in the corpus
+        (-1 for a row of padding) is in a drum context: an odd number of switches at or before it."""
+        pos = start[:, None] + torch.arange(w.shape[1], device=w.device)
+        n_sw = torch.searchsorted(t["switches"], pos.contiguous(), right=True)
+        return (n_sw % 2 == 1) & (start[:, None] >= 0)
