@@ -6,6 +6,7 @@ so a wheel install carries them and no working directory is special::
 
     midigen/assets/bach/       409 Bach chorales as MIDI (music21's corpus, public domain)
     midigen/assets/bach-gpt/   the pretrained GPT: model.safetensors, config.json, tokenizer.json
+    midigen/assets/recipes/    training recipes (``midigen train --recipe bach``): config files
 
 >>> asset_path("bach").name, asset_path("bach-gpt").name
 ('bach', 'bach-gpt')
@@ -37,6 +38,18 @@ def asset_path(name: str) -> Path:
         known = ", ".join(sorted({*CORPORA, *MODELS}))
         raise FileNotFoundError(f"{name!r}: no such bundled asset (bundled: {known}; looked in {ASSETS})")
     return folder
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    """A training recipe: a JSON file as given, else the bundled recipe of that name (``"bach"``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = ASSETS / "recipes" / f"{name_or_path}.json"
+    if bundled.is_file():
+        return bundled
+    known = ", ".join(sorted(f.stem for f in (ASSETS / "recipes").glob("*.json")))
+    raise FileNotFoundError(f"--recipe {name_or_path}: no such file or bundled recipe (bundled: {known})")
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:

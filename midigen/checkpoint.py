@@ -214,7 +214,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     if model.config.vocab_size != len(tokenizer):
         raise CheckpointError(f"{p}: the model has {model.config.vocab_size} token ids but its tokenizer has "
                               f"{len(tokenizer)}")
-    try:
+    try:  # (weights stored in 16 bits, `export_model`, are read into the float32 model)
         st_load_model(model, str(p / "model.safetensors"), device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"{p / 'model.safetensors'}: cannot load weights ({exc})") from None
@@ -227,6 +227,19 @@ def pretrained(name: str = "bach", device: str | torch.device = "cpu") -> tuple[
     if name not in MODELS:
         raise FileNotFoundError(f"{name!r}: no such bundled model (bundled: {', '.join(sorted(MODELS))})")
     return load_model(ASSETS / MODELS[name], device=device)
+
+
+def export_model(path: str | os.PathLike, out: str | os.PathLike, dtype: str = "float16") -> Path:
+    """An inference copy of a checkpoint (or a run folder's best): the weights in ``dtype``
+    (``float16``, ``bfloat16`` or ``float32``), config and tokenizer; no optimizer state. Half the
+    bytes of float32 at 16 bits; `load_model` reads it back into a float32 model. Returns ``out``."""
+    types = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype not in types:
+        raise ValueError(f"dtype must be one of {', '.join(types)}, got {dtype!r}")
+    model, tokenizer, meta = load_model(path)
+    config = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    config["weights_dtype"] = dtype
+    return save_checkpoint(out, model.to(types[dtype]), tokenizer, config)
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

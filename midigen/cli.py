@@ -25,6 +25,7 @@ from .cli_args import (
     encode_args,
     evaluate_args,
     export_corpus_args,
+    export_model_args,
     generate_args,
     prepare_args,
     render_args,
@@ -192,6 +193,15 @@ def cmd_demo(args: argparse.Namespace, _cfg: dict) -> int:
     return 0
 
 
+def cmd_export_model(args: argparse.Namespace, _cfg: dict) -> int:
+    from .checkpoint import export_model, resolve
+
+    out = export_model(args.checkpoint, args.out, args.dtype)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"{resolve(args.checkpoint)} -> {out} (weights in {args.dtype}, {size:.1f} MB)")
+    return 0
+
+
 def cmd_export_corpus(args: argparse.Namespace, _cfg: dict) -> int:
     from .datasets import export_music21_corpus
 
@@ -235,6 +245,8 @@ COMMANDS = {  # name: (what it does, its flags, what runs it)
     "demo": ("prepare the bundled chorales, continue a held-out one with the bundled model, render, evaluate",
              demo_args, cmd_demo),
     "export-corpus": ("export music21's bundled corpus to MIDI files", export_corpus_args, cmd_export_corpus),
+    "export-model": ("an inference copy of a checkpoint, its weights in 16 bits (no optimizer state)",
+                     export_model_args, cmd_export_model),
 }
 
 

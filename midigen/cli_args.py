@@ -92,6 +92,9 @@ def train_args(p: argparse.ArgumentParser) -> list[Section]:
                           f"{may}")
     run.add_argument("--overwrite", action="store_true",
                      help="clear the run in the out folder first (else a run there is refused)")
+    p.add_argument("--recipe", metavar="NAME|FILE.json",
+                   help="start from a recipe's settings (a config file, under --config and the flags given): "
+                        "bach, the bundled model's (`midigen prepare bach --out data/prepared/bach` first)")
     sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), model_section(),
                 Section("monitor", (MonitorConfig,),
                         "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]
@@ -161,4 +164,12 @@ def export_corpus_args(p: argparse.ArgumentParser) -> list[Section]:
                    help="--set long: included files of at least N beats (default 200)")
     p.add_argument("--timeout", type=int, default=600, help="--set long: seconds per work (default 600)")
     p.add_argument("--retry-failed", action="store_true", help="--set long: try the works that failed before again")
+    return []
+
+
+def export_model_args(p: argparse.ArgumentParser) -> list[Section]:
+    p.add_argument("--checkpoint", required=True, help="run folder (its best checkpoint) or checkpoint folder")
+    p.add_argument("--out", required=True, help="folder of the copy")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                   help="weights' type (default float16: half the bytes)")
     return []

@@ -3,7 +3,8 @@
 Prepares the bundled chorales (``bach``: `midigen.assets`), continues the opening of a held-out
 chorale (from the test split) with the bundled model ``bach-gpt``, writes ``out/demo.mid``,
 ``out/demo.wav`` and ``out/demo.png`` (piano roll of prompt + continuation, the boundary marked), then prints the
-evaluation table (test-split likelihood, and music statistics of samples against the data).
+evaluation table (test-split likelihood, and music statistics of continuations of held-out chorales against
+the chorales' own).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PROMPT_BEATS = 8
 
 def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
              prepared: str | os.PathLike = "data/prepared/bach", checkpoint: str | os.PathLike = "bach-gpt",
-             samples: int = 8, seed: int = 0, max_new_tokens: int = 600) -> dict:
+             samples: int = 8, seed: int = 0) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,8 +46,8 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     held_out = json.loads((Path(prepared) / f"{split}.pieces.json").read_text())[0]
     print(f"==> continuing the first {PROMPT_BEATS} beats of held-out {held_out}")
     prompt = prompt_from_midi(held_out, tokenizer, beats=PROMPT_BEATS)
-    (toks,) = generate(model, tokenizer, prompt, max_new_tokens=max_new_tokens, seed=seed, temperature=0.9, top_p=0.95,
-                       min_length=len(prompt) + max_new_tokens // 2)
+    length = len(tokenizer.encode(held_out))  # as long as the real chorale
+    (toks,) = generate(model, tokenizer, prompt, max_new_tokens=length - len(prompt), seed=seed, min_length=length)
     score = tokenizer.decode(toks.ids)
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
@@ -58,8 +59,9 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     fig.savefig(png, dpi=110)
     plt.close(fig)
     print(f"    wrote {mid} ({score.n_notes} notes), {wav}, {png}")
-    print(f"==> evaluating {checkpoint} on the {split} split ({samples} generated samples)")
-    result = evaluate(checkpoint, prepared, split, samples=samples, seed=seed, progress=False)
+    print(f"==> evaluating {checkpoint} on the {split} split ({samples} continuations of {PROMPT_BEATS}-beat prompts)")
+    result = evaluate(checkpoint, prepared, split, samples=samples, seed=seed, progress=False,
+                      prompt_beats=PROMPT_BEATS)
     write_json(result, out / "demo_eval.json")
     print(format_table(result))
     return result

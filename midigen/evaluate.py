@@ -17,7 +17,10 @@ from .config import JSONConfig, opt
 from .metrics import Grid, compare, likelihood, music_statistics
 
 if TYPE_CHECKING:
+    from .data import PreparedCorpus
+    from .encoding import Tokenizer
     from .midi import Score
+    from .model import GPT
 
 
 @dataclass
@@ -32,6 +35,10 @@ class EvaluateConfig(JSONConfig):
     repeats: bool = opt(False, "split the loss by repetition: first segment, novel, a bar repeated within the "
                                "segment or beyond it (midigen.repeats)")
     beats_per_bar: int = opt(4, "bar length in beats for --repeats (the tokens carry no time signature)")
+    prompt_beats: float | None = opt(None, "continue held-out pieces: each sample continues the first this many beats "
+                                           "of a piece of the split (cycling through them) for as many tokens as the "
+                                           "piece has, and the statistics compare the continuations with the pieces' "
+                                           "own after those beats (None: pieces from scratch, max_new_tokens each)")
 
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
@@ -61,19 +68,66 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
     result["likelihood"] = likelihood(model, corpus, max_batches=max_batches, device=device, repeats=cfg.repeats,
                                       beats_per_bar=cfg.beats_per_bar)
     spb = tokenizer.config.steps_per_beat
-    reference = [music_statistics(tokenizer.decode(np.asarray(corpus.piece(i)[0])), spb)
-                 for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
-    generated = []
-    if samples:
-        outs = generate(model, tokenizer, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
-                        min_length=min(max_new_tokens // 2, 128))
-        for t in outs:
-            s = tokenizer.decode(t.ids)
-            if s.n_notes:
-                generated.append(music_statistics(s, spb))
+    if cfg.prompt_beats is not None and samples:
+        generated, reference = continuations(model, tokenizer, corpus, cfg)
+    else:
+        reference = [music_statistics(tokenizer.decode(np.asarray(corpus.piece(i)[0])), spb)
+                     for i in tqdm(range(len(corpus)), desc="data statistics", disable=not progress)]
+        generated = []
+        if samples:
+            outs = generate(model, tokenizer, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+                            min_length=min(max_new_tokens // 2, 128))
+            generated = [music_statistics(s, spb) for s in (tokenizer.decode(t.ids) for t in outs) if s.n_notes]
     result["samples"] = len(generated)
+    result["prompt_beats"] = cfg.prompt_beats
     result["statistics"] = compare(generated, reference) if generated else {}
     return result
+
+
+def after_beats(score: Score, beats: float) -> Score:
+    """The notes of ``score`` that start at or after ``beats`` quarter notes (times unchanged)."""
+    keep = score.start_beats >= beats - 1e-9
+    out = score.copy()
+    for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
+        setattr(out, name, getattr(score, name)[keep])
+    return out
+
+
+def real_continuations(corpus: PreparedCorpus, beats: float) -> list[dict]:
+    """Statistics of each piece of ``corpus`` from ``beats`` quarter notes on."""
+    tok = corpus.tokenizer
+    return [music_statistics(after_beats(tok.decode(np.asarray(corpus.piece(i)[0])), beats), tok.config.steps_per_beat)
+            for i in range(len(corpus))]
+
+
+def continuations(model: GPT, tokenizer: Tokenizer, corpus: PreparedCorpus, cfg: EvaluateConfig
+                  ) -> tuple[list[dict], list[dict]]:
+    """Statistics of ``cfg.samples`` continuations of the split's pieces and of the pieces' own
+    continuations: sample ``i`` continues the first ``cfg.prompt_beats`` beats of piece
+    ``i % len(corpus)`` for as many tokens as the piece has (no ``<eos>`` before), and both are
+    measured on their notes from that beat on. Returns ``(generated, reference)``."""
+    from tqdm.auto import tqdm
+
+    from .encoding import Tokens
+    from .generate import as_prompt, generate
+
+    spb, beats = tokenizer.config.steps_per_beat, float(cfg.prompt_beats)
+    n = len(corpus)
+    per_piece = np.bincount(np.arange(cfg.samples) % n, minlength=n)
+    generated = []
+    bar = tqdm(total=cfg.samples, desc="continuations", disable=not cfg.progress)
+    for i in np.flatnonzero(per_piece):
+        ids, steps = (np.asarray(a) for a in corpus.piece(int(i)))
+        prompt = as_prompt(Tokens(ids, steps, tokenizer=tokenizer), tokenizer, beats)
+        outs = generate(model, tokenizer, prompt, num_samples=int(per_piece[i]), seed=cfg.seed + int(i),
+                        max_new_tokens=max(1, len(ids) - len(prompt)), min_length=len(ids))
+        for t in outs:
+            score = after_beats(tokenizer.decode(t.ids), beats)
+            if score.n_notes:
+                generated.append(music_statistics(score, spb))
+        bar.update(len(outs))
+    bar.close()
+    return generated, real_continuations(corpus, beats)
 
 
 def format_table(result: dict) -> str:
@@ -84,7 +138,9 @@ def format_table(result: dict) -> str:
     if lk.get("repeats"):
         lines.append(repeats_table(lk["repeats"], lk["tokens"]))
     if result.get("statistics"):
-        lines.append(f"\nmusic statistics: {result['samples']} generated pieces vs the {result['split']} split")
+        what = (f"continuations of {result['prompt_beats']:g}-beat prompts vs the pieces' own"
+                if result.get("prompt_beats") is not None else "generated pieces vs the pieces of the split")
+        lines.append(f"\nmusic statistics: {result['samples']} {what} ({result['split']} split)")
         lines.append(f"{'statistic':<22} {'generated':>10} {'data':>10} {'overlap':>8} {'KL':>8}")
         for k, v in result["statistics"].items():
             lines.append(f"{k:<22} {v['generated']:>10.3f} {v['data']:>10.3f} {v['overlap']:>8.3f} {v['kl']:>8.3f}")

@@ -20,6 +20,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import assets
 from .config import JSONConfig, choices_of, conform, type_hints, unwrap_optional
 
 NONE_WORDS = ("none", "null")
@@ -159,9 +160,9 @@ def _read_json_object(path: str | os.PathLike, where: str) -> dict:
     return d
 
 
-def read_config(path: str | os.PathLike, sections: list[Section]) -> dict[str, dict]:
+def read_config(path: str | os.PathLike, sections: list[Section], where: str | None = None) -> dict[str, dict]:
     """The values a --config JSON file sets, per section: ``{key: {field: value}}``."""
-    where = f"--config {path}"
+    where = where or f"--config {path}"
     d = _read_json_object(path, where)
     by_key = {s.key: s for s in sections}
     owners: dict[str, list[Section]] = {}
@@ -200,8 +201,14 @@ def read_config(path: str | os.PathLike, sections: list[Section]) -> dict[str, d
 
 
 def values(args: argparse.Namespace, sections: list[Section]) -> dict[str, dict]:
-    """Per section, the values of the --config file (if any) overridden by the flags given."""
-    out = read_config(args.config, sections) if getattr(args, "config", None) else {s.key: {} for s in sections}
+    """Per section, the values of the recipe (``--recipe``, if any), overridden by those of the
+    --config file (if any), overridden by the flags given."""
+    out = {s.key: {} for s in sections}
+    for kind in ("recipe", "config"):
+        if getattr(args, kind, None):
+            path = args.config if kind == "config" else assets.recipe_path(args.recipe)
+            for key, v in read_config(path, sections, f"--{kind} {path}").items():
+                out[key].update(v)
     for dest, v in vars(args).items():
         key, sep, name = dest.partition(":")
         if sep and key in out:

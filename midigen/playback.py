@@ -321,7 +321,8 @@ def play(
 # ------------------------------------------------------------------ piano roll
 def piano_roll(score: Music, ax: Axes | None = None, beats: bool = True, title: str | None = None,
                mark: float | None = None, tokenizer: Tokenizer | None = None) -> Axes:
-    """Draw notes as bars (time x pitch), one colour per instrument; returns the axes.
+    """Draw notes as bars (time x pitch), one colour per part (the chorales' four voices, or each
+    instrument's track), labelled with the part's name; returns the axes.
 
     ``score``: a `Score`, MIDI path or `Tokens` (decoded with ``tokenizer``, else their own).
     ``beats=True`` puts quarter-note beats on the x axis (else ticks). ``mark`` draws a vertical
@@ -334,17 +335,19 @@ def piano_roll(score: Music, ax: Axes | None = None, beats: bool = True, title: 
         _, ax = plt.subplots(figsize=(12, 4))
     x0 = s.start_beats if beats else s.start
     width = (s.end_beats if beats else s.end) - x0
-    inst = s.instrument
     cmap = plt.get_cmap("tab10")
-    for i, (key, name) in enumerate(s.instruments.items()):
-        m = inst == key
+    names = s.instruments
+    for i, part in enumerate(np.unique(s.part)):
+        m = s.part == part
+        label = s.part_names[part] if part < len(s.part_names) and s.part_names[part] else None
+        label = label or names.get(int(s.instrument[np.argmax(m)]), f"part {part}")
         ax.barh(s.pitch[m], np.maximum(width[m], 0.05), left=x0[m], height=0.8,
-                color=cmap(i % 10), label=name, edgecolor="none")
+                color=cmap(i % 10), label=label, edgecolor="none")
     if mark is not None:
         ax.axvline(mark, color="k", linestyle="--", linewidth=1)
     ax.set_xlabel("beats" if beats else "ticks")
     ax.set_ylabel("pitch")
-    if len(inst):
+    if s.n_notes:
         # outside the axes, so the legend never hides notes
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     if title or s.path:

@@ -180,7 +180,7 @@ def test_tempo_is_clipped_to_the_bin_range_and_counted(bach):
 
 
 def test_bpe_corpus_is_refused(tmp_path, bach_files):
-    path = _prepare(tmp_path, bach_files[:8], bpe_vocab=400)
+    path = _prepare(tmp_path, bach_files[:8], bpe_vocab=500)
     with pytest.raises(ValueError, match="augmentation needs a base-token corpus; prepare without --bpe-vocab"):
         Augmenter(PreparedCorpus(path), transpose=6)
 

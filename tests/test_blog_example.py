@@ -53,8 +53,11 @@ def test_blog_tokens_decode_back(blog_score):
     assert np.array_equal(SparseScore.from_position(pos).array, SparseScore.from_score(blog_score, EncodingConfig.blog()).array)
 
 
-def test_default_config_adds_tempo_and_instrument(blog_score):
-    tok = Tokenizer()
+def test_default_config_adds_tempo_instrument_part_and_velocity(blog_score):
+    tok = Tokenizer(EncodingConfig(parts=False, velocity_bins=0))
     tokens = tok.to_tokens(encode(blog_score, tok).ids)
     assert tokens[:3] == ["<sos>", "t120", "i0"]
     assert " ".join(["<sos>"] + tokens[3:]) == BLOG_TOKENS
+    tokens = Tokenizer().to_tokens(encode(blog_score, Tokenizer()).ids)  # the part declared, its velocity (90)
+    assert tokens[:5] == ["<sos>", "t120", "i0", "p0", "v11"]
+    assert " ".join(["<sos>"] + tokens[5:]) == BLOG_TOKENS

@@ -306,3 +306,26 @@ def test_a_device_this_machine_lacks_is_a_user_error(tmp_path, tiny_corpus):
                             "--device", "cuda"), "generate", "--device cuda")
     _one_line_error(midigen("evaluate", "--checkpoint", BUNDLED_MODEL, "--data", tiny_corpus,
                             "--device", "cuda:1"), "evaluate", "--device cuda:1")
+
+
+def test_export_model_in_16_bits_loads_back_into_float32(tmp_path):
+    """`midigen export-model`: half the bytes, the same predictions up to float16 rounding."""
+    import torch
+
+    from midigen.checkpoint import load_model
+
+    r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "half")
+    assert r.returncode == 0, r.stderr
+    assert "weights in float16" in r.stdout
+    full, tok, _ = load_model("bach-gpt")
+    half, tok2, meta = load_model(tmp_path / "half")
+    assert meta["weights_dtype"] == "float16" and tok2 == tok and next(half.parameters()).dtype == torch.float32
+    weights = lambda p: (p / "model.safetensors").stat().st_size  # noqa: E731
+    assert weights(tmp_path / "half") < 0.55 * weights(BUNDLED_MODEL)
+    ids = torch.as_tensor(tok.encode(sorted(BACH.glob("*.mid"))[0]).ids[:200])[None]
+    steps = torch.arange(ids.shape[1])[None]
+    with torch.no_grad():
+        a, b = full(ids, steps)[0], half(ids, steps)[0]
+    assert (a - b).abs().max() < 0.05 and not torch.equal(a, b)
+    r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "x", "--dtype", "int8")
+    assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -7,6 +7,7 @@ default config's tokens and tokenizer (the bundled model's) are what they were.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from midigen import EncodingConfig, PositionScore, Score, Tokenizer, decode, encode, read_midi
-from midigen.assets import asset_path
 from midigen.check import _velocity_bins_kept, check, decoded_notes, reference_notes
 from midigen.encoding import encode_via_sparse
 from midigen.encoding.index import encode_position
@@ -113,23 +113,30 @@ def test_paths_agree_and_openers_are_compact(score, cfg):
             last[key[i]] = value[i]
 
 
-def test_defaults_are_off_and_tokens_unchanged(bach_files):
+def test_defaults_are_on_and_files_made_before_them_read_as_off(bach_files):
     cfg = EncodingConfig()
-    assert not cfg.parts and cfg.velocity_bins == 0
-    assert not {"parts", "max_parts", "velocity_bins"} & set(cfg.to_dict())  # old hashes and caches hold
-    bundled = Tokenizer.load(asset_path("bach-gpt") / "tokenizer.json")
-    assert bundled == Tokenizer() and bundled.hash == Tokenizer().hash
+    assert cfg.parts and cfg.velocity_bins == 16
+    toks = Tokenizer().encode(bach_files[0])
+    assert np.isin(Tokenizer().table.kind[toks.ids], [K_PART, K_VEL]).any()
+    # a tokenizer.json written before parts and dynamics (the first bundled model's) has neither key
+    old = Tokenizer.load(Path(__file__).parent / "data" / "tokenizer_before_parts.json")
+    assert not old.config.parts and old.config.velocity_bins == 0
+    off = EncodingConfig(parts=False, velocity_bins=0)
+    assert old == Tokenizer(off) and old.hash == Tokenizer(off).hash  # hashes and caches of old files hold
+    assert not {"parts", "max_parts", "velocity_bins"} & set(off.to_dict())
+    assert not np.isin(old.table.kind[old.encode(bach_files[0]).ids], [K_PART, K_VEL]).any()
     on = EncodingConfig(parts=True, velocity_bins=8)
     assert EncodingConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
-    assert Tokenizer(on).hash != Tokenizer().hash
-    assert EncodingConfig.blog() == EncodingConfig(instruments=False, tempo=False)
-    toks = Tokenizer().encode(bach_files[0])
-    assert not np.isin(Tokenizer().table.kind[toks.ids], [K_PART, K_VEL]).any()
+    assert EncodingConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert Tokenizer(on).hash != Tokenizer(off).hash
+    assert EncodingConfig.blog() == EncodingConfig(instruments=False, tempo=False, velocity_bins=0)
+    assert not EncodingConfig.blog().parts and not EncodingConfig(instruments=False).parts  # parts need instruments
 
 
 def test_chorales_keep_four_named_voices_and_grow_little_with_velocity(bach_files):
     tok = Tokenizer(EncodingConfig(parts=True, velocity_bins=8))
-    plain, vel_only = Tokenizer(), Tokenizer(EncodingConfig(velocity_bins=8))
+    plain = Tokenizer(EncodingConfig(parts=False, velocity_bins=0))
+    vel_only = Tokenizer(EncodingConfig(parts=False, velocity_bins=8))
     four = 0
     for path in bach_files[:30]:
         score = read_midi(path)
@@ -138,8 +145,6 @@ def test_chorales_keep_four_named_voices_and_grow_little_with_velocity(bach_file
         four += back.part_names[-4:] == ("Soprano", "Alto", "Tenor", "Bass")
         assert len(vel_only.encode(score)) <= 1.05 * len(plain.encode(score))
     assert four >= 25
-    with pytest.raises(ValueError, match="parts need instrument"):
-        EncodingConfig.blog(parts=True)
 
 
 def test_check_with_parts_and_velocity(bach_files, shared_corpus):

@@ -17,7 +17,9 @@ from ..config import JSONConfig, opt
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-# Fields added after version 1, left out of `to_dict` at these values (off): old hashes stay valid.
+# Fields added after version 1 and their values before (off): a config file without them (a corpus,
+# tokenizer or checkpoint made before them) reads as made without them, and `to_dict` leaves them
+# out at these values, so the hashes and caches of such files stay valid.
 _ADDED = {"parts": False, "max_parts": 32, "velocity_bins": 0}
 
 #: Bump when the token layout changes in a way that makes old token files undecodable.
@@ -45,14 +47,13 @@ class EncodingConfig(JSONConfig):
     min_tempo: float = opt(30.0, "slowest tempo token (qpm)")
     max_tempo: float = opt(300.0, "fastest tempo token (qpm)")
     velocity: int = opt(90, "velocity of every decoded note when velocity_bins is 0 (the tokens carry none)")
-    # The options below are OFF by default for now: the bundled model (bach-gpt) was trained without them, and
-    # at their defaults they leave the tokens, `to_dict` and so every tokenizer hash exactly as before them.
-    parts: bool = opt(False, "part tokens p0.. keep tracks apart that share a program (each part's program "
-                             "declared once, at its first note); off by default for now")
+    # Parts and dynamics (on for new corpora; files made before them read as without them: _ADDED)
+    parts: bool = opt(True, "part tokens p0.. keep tracks apart that share a program (each part's program "
+                            "declared once, at its first note; needs instruments, off without them)")
     max_parts: int = opt(32, "most parts a piece keeps with parts on; further tracks join a part of their "
                              "instrument (counted)")
-    velocity_bins: int = opt(0, "dynamics: velocity tokens v0.. in this many bins, written when a part's bin "
-                                "changes (0: none, every note decodes to `velocity`; 8 or 16 when on)")
+    velocity_bins: int = opt(16, "dynamics: velocity tokens v0.. in this many bins, written when a part's bin "
+                                 "changes (0: none, every note decodes to `velocity`)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -71,8 +72,8 @@ class EncodingConfig(JSONConfig):
             )
         if not 0 < self.min_tempo < self.max_tempo:
             raise ValueError("need 0 < min_tempo < max_tempo")
-        if self.parts and not self.instruments:
-            raise ValueError("parts need instrument tokens (each part declares its program)")
+        if self.parts and not self.instruments:  # (parts declare their programs: no instruments, no parts)
+            object.__setattr__(self, "parts", False)
         if not 1 <= self.max_parts <= 128:
             raise ValueError(f"max_parts must lie in 1..128, got {self.max_parts}")
         if not 0 <= self.velocity_bins <= 128:
@@ -84,7 +85,7 @@ class EncodingConfig(JSONConfig):
 
         Drum notes have no pitch in this scheme, so they are dropped (and counted).
         """
-        kw = dict(instruments=False, tempo=False)
+        kw = dict(instruments=False, tempo=False, parts=False, velocity_bins=0)
         kw.update(overrides)
         return cls(**kw)
 
@@ -132,7 +133,7 @@ class EncodingConfig(JSONConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> EncodingConfig:
-        d = dict(d)
+        d = {**_ADDED, **d}  # (made before parts and dynamics: without them)
         version = d.pop("version", ENCODING_VERSION)
         if version != ENCODING_VERSION:
             raise ValueError(
