@@ -93,8 +93,9 @@ def train_args(p: argparse.ArgumentParser) -> list[Section]:
     run.add_argument("--overwrite", action="store_true",
                      help="clear the run in the out folder first (else a run there is refused)")
     p.add_argument("--recipe", metavar="NAME|FILE.json",
-                   help="start from a recipe's settings (a config file, under --config and the flags given): "
-                        "bach, the bundled model's (`midigen prepare bach --out data/prepared/bach` first)")
+                   help="start from a recipe's settings (a JSON file like the config file; the config file and "
+                        "the flags given override it): bach, the bundled model's recipe (prepare its data first: "
+                        "midigen prepare bach)")
     sections = [Section("train", (TrainConfig,), "training (TrainConfig)"), model_section(),
                 Section("monitor", (MonitorConfig,),
                         "music monitor at each evaluation, in TensorBoard (MonitorConfig)")]

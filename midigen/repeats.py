@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .encoding.openers import decode_openers
 from .encoding.tokenizer import SPECIAL
-from .encoding.vocab import K_DUR, K_INSTR, K_NOTE
+from .encoding.vocab import K_DUR, K_NOTE
 
 if TYPE_CHECKING:
     from .encoding.tokenizer import Tokenizer
@@ -72,8 +73,12 @@ def bar_notes(ids: ArrayLike, steps: ArrayLike, tokenizer: Tokenizer, bar_steps:
     note = np.flatnonzero(kind == K_NOTE)
     nxt = np.minimum(note + 1, len(base) - 1)
     duration = np.where(kind[nxt] == K_DUR, value[nxt], 0)
-    last_instr = np.maximum.accumulate(np.where(kind == K_INSTR, np.arange(len(base)), -1))[note]
-    instrument = np.where(last_instr >= 0, value[np.maximum(last_instr, 0)], -1)
+    # the instrument of each note: the last instrument token's, or with parts its part's declared one
+    openers = decode_openers(kind, value, np.append(kind[1:], -1), tokenizer.config)
+    last = openers.last_opener[note]
+    instrument = np.where(last >= 0, value[np.maximum(last, 0)], -1)
+    if openers.part_programs is not None and len(openers.part_programs):
+        instrument = np.where(instrument >= 0, openers.part_programs[np.maximum(instrument, 0)], -1)
     step = bsteps[note]
     token = np.repeat(np.arange(len(ids)), tokenizer.lengths[ids])[note]
     return {"bar": step // bar_steps, "step": step % bar_steps, "instrument": instrument,

@@ -71,9 +71,11 @@ def test_thousands_of_tracks_are_read():
     data = smf.smf([smf.track(smf.note(40 + i % 40, delta=i % 7)) for i in range(10_000)])
     s = Score.from_bytes(data)
     assert s.n_notes == 10_000
-    toks = encode(s, Tokenizer())
+    toks = encode(s, Tokenizer(EncodingConfig(parts=False)))
     # pitch i % 40 and onset i % 7 ticks (all on step 0): 40 distinct cells, the rest merge
     assert toks.stats["encoded_notes"] == 40
+    with_parts = encode(s, Tokenizer())  # at most max_parts (32) parts: further tracks join one of them
+    assert 40 < with_parts.stats["encoded_notes"] <= 32 * 40 and with_parts.to_score().n_parts <= 32
     assert toks.stats["merged_duplicates"] == 10_000 - 40
 
 

@@ -19,7 +19,7 @@ def bach_tokens(bach_files):
     return tok, [encode(f, tok) for f in bach_files[:150]]
 
 
-@pytest.mark.parametrize("size", [400, 1000, 3000])
+@pytest.mark.parametrize("size", [500, 1000, 3000])
 def test_lossless_and_one_step_per_token_on_real_pieces(bach_tokens, size, bach_files):
     from conftest import SHARED_CORPUS
 

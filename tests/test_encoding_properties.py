@@ -59,7 +59,7 @@ def expected_notes(score, cfg):
     if not cfg.instruments:
         keep &= ~score.is_drum
     sub = score.copy()
-    for name in ("program", "is_drum", "pitch", "start", "end", "velocity"):
+    for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
         setattr(sub, name, getattr(score, name)[keep])
     return reference_notes(sub, cfg)
 

@@ -52,7 +52,7 @@ def test_random_walks_through_the_grammar_always_decode(config):
 
 
 def test_violations_are_explained():
-    tok = Tokenizer()
+    tok = Tokenizer(EncodingConfig(parts=False, velocity_bins=0))
     grammar = tok.grammar
     ids = tok.to_ids("<sos> t120 n60 d4 <sep> d4 <eos>")
     bad = grammar.violations(ids)
@@ -61,10 +61,15 @@ def test_violations_are_explained():
     ids = tok.to_ids("<sos> i0 n60 d4 t120 <sep> d4 <eos>")
     assert grammar.violations(ids).tolist() == [4]
     assert "tempo" in grammar.explain(ids, 4)
+    tok = Tokenizer()  # with parts: a part token opens a note; its program is declared first
+    ids = tok.to_ids("<sos> t120 i0 p0 v11 n60 d4 <sep> d4 <eos>")
+    assert tok.grammar.violations(ids).tolist() == []
+    ids = tok.to_ids("<sos> t120 i0 n60 d4 <sep> d4 <eos>")
+    assert tok.grammar.violations(ids).tolist() == [3]
 
 
 def test_eos_before_the_minimum_length_is_a_violation():
-    tok = Tokenizer()
+    tok = Tokenizer(EncodingConfig(parts=False, velocity_bins=0))
     ids = tok.to_ids("<sos> t120 i0 n60 d4 <sep> d4 <eos>")
     assert tok.grammar.violations(ids).tolist() == []
     assert tok.grammar.violations(ids, min_length=10).tolist() == [7]

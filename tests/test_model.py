@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,8 +99,8 @@ def test_config_checks_and_weight_tying():
 # ---- the same logits as before GPT and MemoryGPT were merged into one class
 # tests/data/model_reference.safetensors was written by the code at commit 8e13a1e (before the
 # merge): the weights of two tiny GPTs (learned / rotary positions, torch.manual_seed(0)), an input,
-# their logits, loss and KV-cached logits; the logits of the bundled bach-gpt (full and cached);
-# and an XL + kNN MemoryGPT's weights, config and logits over three segments with memory.
+# their logits, loss and KV-cached logits; the logits of the first bundled bach-gpt (no longer
+# checked: it was replaced); and an XL + kNN MemoryGPT's weights, config and logits over three segments with memory.
 REFERENCE = Path(__file__).parent / "data" / "model_reference.safetensors"
 
 
@@ -144,16 +145,21 @@ def test_plain_gpt_gives_the_logits_of_before_the_merge(position):
     assert model.new_memory(2) is None and not cfg.has_memory
 
 
-def test_bach_checkpoint_loads_and_gives_the_logits_of_before_the_merge():
+def test_bach_checkpoint_loads_and_its_cached_logits_are_its_full_ones(bach_files):
+    """The bundled model (weights stored in float16) in float32, on a real chorale: KV-cached
+    decoding gives the logits of the full forward pass. (Until 2026-11-30 this compared the first
+    bundled model with logits written before the merge; its successor has other weights.)"""
     from midigen.checkpoint import load_model
 
-    ref, _ = reference()
-    model, _, meta = load_model("bach-gpt")
-    assert meta["model"] == "gpt" and not model.config.has_memory
-    idx, steps = ref["bach.idx"], ref["bach.steps"]
+    model, tok, meta = load_model("bach-gpt")
+    assert meta["model"] == "gpt" and not model.config.has_memory and next(model.parameters()).dtype == torch.float32
+    t = tok.encode(bach_files[0])
+    idx = torch.as_tensor(t.ids[:96].astype(np.int64))[None]
+    steps = torch.as_tensor(t.steps[:96].astype(np.int64))[None]
     with torch.no_grad():
-        assert torch.allclose(model(idx, steps)[0], ref["bach.logits"], rtol=0, atol=1e-5)
-        assert torch.allclose(cached_logits(model, idx, steps, 24), ref["bach.cached_logits"], rtol=0, atol=1e-5)
+        full = model(idx, steps)[0]
+        assert torch.allclose(cached_logits(model, idx, steps, 24), full, rtol=0, atol=1e-4)
+    assert full[0, :-1].argmax(-1).eq(idx[0, 1:]).float().mean() > 0.3  # it knows chorales
 
 
 def test_a_memory_model_of_before_the_merge_loads_and_gives_its_logits():

@@ -58,13 +58,15 @@ def test_check_reports_what_the_round_trip_changes_on_funkytown(shared_corpus):
         pytest.skip("Funkytown.mid absent")
     score = read_midi(path)
     assert score.tempo_qpm.tolist() == [125.0] and score.ticks_per_quarter == 192
-    c = check_file(path, Tokenizer()).changes
+    assert not check_file(path, Tokenizer()).changes["dynamics_flattened"]  # 16 velocity bins: kept
+    c = check_file(path, Tokenizer(EncodingConfig(velocity_bins=0))).changes
     # 125 qpm lies between the bins 120 * 2**(k/12): the nearest is 127.14 qpm (+1.7%)
     assert c["tempo_error_qpm"] == pytest.approx(2.136, abs=0.01)
     assert c["tempo_error_pct"] == pytest.approx(1.708, abs=0.01)
     assert (c["velocity_min"], c["velocity_max"]) == (41, 121) and c["dynamics_flattened"]
     assert c["ticks_per_quarter"] == [192, 480]
-    back = Tokenizer().decode(Tokenizer().encode(score).ids)
+    flat = Tokenizer(EncodingConfig(velocity_bins=0))
+    back = flat.decode(flat.encode(score).ids)
     assert set(back.velocity.tolist()) == {90}  # what "flattened" means
     # with tempo tokens off, every piece decodes at 120 qpm: the report says so
     assert check_file(path, Tokenizer(EncodingConfig(tempo=False))).changes["tempo_error_pct"] == pytest.approx(4.0)

@@ -96,8 +96,9 @@ def test_bad_configs_rejected():
 
 def test_train_bpe_returns_a_new_tokenizer(bach_files, bpe_tok):
     base = Tokenizer()
-    assert not base.has_merges and len(base) == 365  # untouched
-    assert bpe_tok.has_merges and 365 < len(bpe_tok) <= 700 and len(bpe_tok.merges) >= len(bpe_tok) - 365
+    n = len(base.table)  # the base vocabulary (413 with parts and 16 velocity bins)
+    assert not base.has_merges and len(base) == n  # untouched
+    assert bpe_tok.has_merges and n < len(bpe_tok) <= 700 and len(bpe_tok.merges) >= len(bpe_tok) - n
     assert bpe_tok.without_merges() == base
     with pytest.raises(ValueError, match="has merges already"):
         bpe_tok.train_bpe([], 800)
