@@ -40,11 +40,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _tables import print_table  # noqa: E402
+from midigen.checkpoint import load_model  # noqa: E402
 from midigen.data import PreparedCorpus  # noqa: E402
 from midigen.data.prepare import prepare  # noqa: E402
 from midigen.encoding import EncodingConfig  # noqa: E402
 from midigen.encoding.vocab import K_NOTE  # noqa: E402
-from midigen.evaluate import evaluate, real_continuations  # noqa: E402
+from midigen.evaluate import EvaluateConfig, continuations, evaluate, real_continuations  # noqa: E402
 from midigen.metrics import compare  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
 
@@ -68,10 +69,6 @@ def corpus_for(encoding: EncodingConfig, out: Path) -> Path:
     return path
 
 
-def stats_json(stats: dict) -> dict:
-    return {k: {"overlap": v["overlap"], "generated": v["generated"], "data": v["data"]} for k, v in stats.items()}
-
-
 def run(name: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
     result_path = out / f"{name}-seed{seed}" / "results.json"
     if result_path.is_file():
@@ -81,33 +78,44 @@ def run(name: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
     cfg = TrainConfig(data=str(data), out=str(result_path.parent), batch_size=8, seq_len=256, max_steps=args.steps,
                       lr=1e-3, min_lr=1e-4, warmup_steps=60, eval_interval=args.steps, eval_batches=None,
                       transpose=transpose, tempo_shift=tempo_shift, seed=seed, device="cpu", progress=False)
-    t0 = time.time()
-    trainer = Trainer(cfg, dict(MODEL), overwrite=True)
-    trainer.train()
-    train_s = time.time() - t0
+    done = result_path.parent / "trained.json"  # (a run trained but not measured: measured only)
+    if not done.is_file():
+        t0 = time.time()
+        trainer = Trainer(cfg, dict(MODEL), overwrite=True)
+        trainer.train()
+        done.write_text(json.dumps({"train_s": time.time() - t0, "params": trainer.raw_model.num_params()}))
     result = measure(result_path.parent / "latest", data, args, seed)
-    result.update(variant=name, seed=seed, train_s=train_s, params=trainer.raw_model.num_params())
+    result.update(variant=name, seed=seed, **json.loads(done.read_text()))
     result_path.write_text(json.dumps(result, indent=1))
     return result
 
 
 def measure(checkpoint: Path, data: Path, args: argparse.Namespace, seed: int) -> dict:
-    r = evaluate(checkpoint, data, "test", samples=args.samples, prompt_beats=args.prompt_beats, seed=seed,
-                 progress=False)
+    """Test likelihood, and the statistics of each continuation and real continuation (kept raw, so
+    the tables compare them with the current `midigen.metrics.compare`)."""
+    r = evaluate(checkpoint, data, "test", samples=0, progress=False)
     lk = r["likelihood"]
     merged = PreparedCorpus(corpus_for(MERGED, Path(args.out)), "test", location="ram")
     merged_notes = int(np.count_nonzero(merged.tokenizer.table.kind[np.asarray(merged.tokens)] == K_NOTE))
     total_bits = lk["loss"] * lk["tokens"] / np.log(2)
+    model, tokenizer, _ = load_model(checkpoint)
+    cfg = EvaluateConfig(samples=args.samples, prompt_beats=args.prompt_beats, seed=seed, progress=False)
+    generated, reference = continuations(model, tokenizer, PreparedCorpus(data, "test"), cfg)
     return {"loss": lk["loss"], "tokens": lk["tokens"], "notes": lk["notes"], "bits_per_note": lk["bits_per_note"],
             "bits_per_merged_note": total_bits / merged_notes, "merged_notes": merged_notes,
-            "samples": r["samples"], "statistics": stats_json(r["statistics"])}
+            "samples": len(generated), "raw": {"generated": generated, "reference": reference}}
+
+
+def overlaps(r: dict) -> dict:
+    """Per statistic, the overlap of a run's continuations with the real ones."""
+    return {k: v["overlap"] for k, v in compare(r["raw"]["generated"], r["raw"]["reference"]).items()}
 
 
 def data_ceiling(args: argparse.Namespace) -> dict:
     """The real valid continuations against the real test ones: what two real samples overlap."""
     path = corpus_for(MERGED, Path(args.out))
     valid, test = (real_continuations(PreparedCorpus(path, split), args.prompt_beats) for split in ("valid", "test"))
-    return stats_json(compare(valid, test))
+    return compare(valid, test)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -122,14 +130,13 @@ def tables(results: dict, full: dict | None, ceiling: dict, markdown: bool) -> N
         rs = results[n]
         rows.append([f"({n}) {VARIANTS[n][3]}", str(len(rs)), mean_sd([r["loss"] for r in rs]),
                      mean_sd([r["bits_per_note"] for r in rs]), mean_sd([r["bits_per_merged_note"] for r in rs]),
-                     mean_sd([min(v["overlap"] for v in r["statistics"].values()) for r in rs]),
-                     mean_sd([np.mean([v["overlap"] for v in r["statistics"].values()]) for r in rs]),
+                     mean_sd([min(overlaps(r).values()) for r in rs]),
+                     mean_sd([np.mean(list(overlaps(r).values())) for r in rs]),
                      f"{np.mean([r['train_s'] for r in rs]) / 60:.1f}"])
     if full:
         rows.append([f"(e) full recipe ({full['params'] / 1e6:.1f}M, {full['steps']} steps)", "1",
                      f"{full['loss']:.3f}", f"{full['bits_per_note']:.3f}", f"{full['bits_per_merged_note']:.3f}",
-                     f"{min(v['overlap'] for v in full['statistics'].values()):.3f}",
-                     f"{np.mean([v['overlap'] for v in full['statistics'].values()]):.3f}", "-"])
+                     f"{min(overlaps(full).values()):.3f}", f"{np.mean(list(overlaps(full).values())):.3f}", "-"])
     print_table("Test split, mean ± sd over seeds", ["variant", "seeds", "loss/token", "bits/note",
                 "bits/merged note", "min overlap", "mean overlap", "train min"], rows, markdown)
 
@@ -141,8 +148,7 @@ def tables(results: dict, full: dict | None, ceiling: dict, markdown: bool) -> N
             if not same:
                 continue
             d_bits = [r["bits_per_merged_note"] - q["bits_per_merged_note"] for r, q in same]
-            d_mean = [np.mean([v["overlap"] for v in r["statistics"].values()])
-                      - np.mean([v["overlap"] for v in q["statistics"].values()]) for r, q in same]
+            d_mean = [np.mean(list(overlaps(r).values())) - np.mean(list(overlaps(q).values())) for r, q in same]
             rows.append([f"({n}) - ({ref})", str(len(same)), mean_sd(d_bits),
                          " ".join(f"{d:+.3f}" for d in d_bits), mean_sd(d_mean)])
     print_table("Paired differences by seed (negative bits: better)",
@@ -151,9 +157,9 @@ def tables(results: dict, full: dict | None, ceiling: dict, markdown: bool) -> N
     stats = list(ceiling)
     rows = []
     for n in names:
-        rows.append([f"({n})"] + [f"{np.mean([r['statistics'][k]['overlap'] for r in results[n]]):.2f}" for k in stats])
+        rows.append([f"({n})"] + [f"{np.mean([overlaps(r)[k] for r in results[n]]):.2f}" for k in stats])
     if full:
-        rows.append(["(e)"] + [f"{full['statistics'][k]['overlap']:.2f}" for k in stats])
+        rows.append(["(e)"] + [f"{overlaps(full)[k]:.2f}" for k in stats])
     rows.append(["data (valid vs test)"] + [f"{ceiling[k]['overlap']:.2f}" for k in stats])
     print_table("Overlap with the real continuations, per statistic (mean over seeds)", ["variant"] + stats, rows,
                 markdown)
@@ -180,7 +186,7 @@ def main() -> None:
             r = run(n, seed, args, out)
             results[n].append(r)
             print(f"({n}) seed {seed}: loss {r['loss']:.4f}, {r['bits_per_merged_note']:.3f} bits/merged note, "
-                  f"min overlap {min(v['overlap'] for v in r['statistics'].values()):.2f}, "
+                  f"min overlap {min(overlaps(r).values()):.2f}, "
                   f"{r['train_s'] / 60:.1f} min", flush=True)
     full = None
     if args.full:
@@ -198,8 +204,12 @@ def main() -> None:
     ceiling = data_ceiling(args)
     tables(results, full, ceiling, args.markdown)
     Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
+    def summary(r: dict | None) -> dict | None:  # (the raw statistics stay in --out: too big to commit)
+        return r and {**{k: v for k, v in r.items() if k != "raw"}, "overlaps": overlaps(r)}
+
     Path("benchmarks/results/music_ablation.json").write_text(json.dumps(
-        {"args": vars(args), "results": results, "full": full, "data_ceiling": ceiling}, indent=1))
+        {"args": vars(args), "results": {n: [summary(r) for r in rs] for n, rs in results.items()},
+         "full": summary(full), "data_ceiling": {k: v["overlap"] for k, v in ceiling.items()}}, indent=1))
 
 
 def _params(checkpoint: Path) -> int:

@@ -309,23 +309,48 @@ def test_a_device_this_machine_lacks_is_a_user_error(tmp_path, tiny_corpus):
 
 
 def test_export_model_in_16_bits_loads_back_into_float32(tmp_path):
-    """`midigen export-model`: half the bytes, the same predictions up to float16 rounding."""
+    """`midigen export-model`: the bundled model (float16 weights) to float32 and back: twice the
+    bytes, then the same bytes and the same predictions as the bundled one (float16 -> float32 ->
+    float16 is exact)."""
     import torch
 
     from midigen.checkpoint import load_model
 
-    r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "half")
+    r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "full", "--dtype", "float32")
+    assert r.returncode == 0, r.stderr
+    r = midigen("export-model", "--checkpoint", tmp_path / "full", "--out", tmp_path / "half")
     assert r.returncode == 0, r.stderr
     assert "weights in float16" in r.stdout
-    full, tok, _ = load_model("bach-gpt")
-    half, tok2, meta = load_model(tmp_path / "half")
-    assert meta["weights_dtype"] == "float16" and tok2 == tok and next(half.parameters()).dtype == torch.float32
     weights = lambda p: (p / "model.safetensors").stat().st_size  # noqa: E731
-    assert weights(tmp_path / "half") < 0.55 * weights(BUNDLED_MODEL)
-    ids = torch.as_tensor(tok.encode(sorted(BACH.glob("*.mid"))[0]).ids[:200].astype("int64"))[None]
-    steps = torch.arange(ids.shape[1])[None]
+    assert 1.9 * weights(BUNDLED_MODEL) < weights(tmp_path / "full") and weights(tmp_path / "half") == weights(BUNDLED_MODEL)
+    bundled, tok, meta = load_model("bach-gpt")
+    full, _, _ = load_model(tmp_path / "full")
+    half, tok2, meta2 = load_model(tmp_path / "half")
+    assert meta["weights_dtype"] == meta2["weights_dtype"] == "float16" and tok2 == tok
+    assert next(half.parameters()).dtype == torch.float32
+    t = tok.encode(sorted(BACH.glob("*.mid"))[0])
+    ids = torch.as_tensor(t.ids[:200].astype("int64"))[None]
+    steps = torch.as_tensor(t.steps[:200].astype("int64"))[None]
     with torch.no_grad():
-        a, b = full(ids, steps)[0], half(ids, steps)[0]
-    assert (a - b).abs().max() < 0.05 and not torch.equal(a, b)
+        a, b, c = (m(ids, steps)[0] for m in (bundled, full, half))
+    assert torch.equal(a, b) and torch.equal(a, c)
     r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "x", "--dtype", "int8")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_prepare_defaults_keep_parts_and_dynamics_and_flags_turn_them_off(tmp_path, bach_files):
+    """The command line's defaults are the dataclass's: a config without the newer fields means
+    "made before them" only in a file (which always carries its version), never on the command line."""
+    from midigen.encoding import EncodingConfig, Tokenizer
+
+    (tmp_path / "src").mkdir()
+    for f in bach_files[:3]:
+        shutil.copy(f, tmp_path / "src" / f.name)
+    for flags, parts, bins in (((), True, 16), (("--no-parts", "--velocity-bins", "0"), False, 0)):
+        out = tmp_path / f"p{len(flags)}"
+        r = midigen("prepare", tmp_path / "src", "--out", out, "--workers", "0", *flags)
+        assert r.returncode == 0, r.stderr
+        cfg = Tokenizer.load(out / "tokenizer.json").config
+        assert (cfg.parts, cfg.velocity_bins) == (parts, bins)
+    assert EncodingConfig.from_dict({}) == EncodingConfig()
+    assert not EncodingConfig.from_dict({"version": 1}).parts  # a file from before

@@ -133,7 +133,10 @@ class EncodingConfig(JSONConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> EncodingConfig:
-        d = {**_ADDED, **d}  # (made before parts and dynamics: without them)
+        if "version" in d:  # a file written by `to_dict` (which always has the version) before parts and
+            d = {**_ADDED, **d}  # dynamics existed lacks them: it was made without them
+        else:
+            d = dict(d)
         version = d.pop("version", ENCODING_VERSION)
         if version != ENCODING_VERSION:
             raise ValueError(
