@@ -16,7 +16,8 @@ width and depth (parameters within 0.01%):
 
 and the remedies the earlier study named (run at seed 0 first): ``knn-closed`` (the kNN gate
 initialised closed, ``knn_gate`` = -4), ``knn-middle`` (the kNN layer in the middle of the stack),
-``gpt-rotary-half`` and ``knn-half`` (segments of S / 2, rows doubled).
+``gpt-rotary-half`` and ``knn-half`` (segments of S / 2, rows doubled); and ``knn-large``, a kNN
+memory of 4x the capacity (8,192 per row: most repeats of this corpus lie thousands of tokens back).
 
 Every model is scored on the validation split by `midigen.metrics.likelihood` with
 ``repeats=True`` (each piece streamed in order, so a memory model's memories fill as in training),
@@ -32,7 +33,7 @@ Commands (the long-piece corpus of ``midigen export-corpus --set long``)::
     midigen prepare /tmp/long --out data/prepared/long --valid-fraction 0.08 --test-fraction 0.08 --workers 0
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 600 --seeds 0,1,2 --threads 1
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 600 --seeds 0 --threads 1 \\
-        --variants knn-closed,knn-middle,gpt-rotary-half,knn-half
+        --variants knn-closed,knn-middle,gpt-rotary-half,knn-half,knn-large
 
 Resumable: a run whose ``result.json`` exists in ``--out`` (default out/memory_experiment) is not
 rerun, so the two commands can run one after the other or side by side. Every invocation gathers
@@ -61,7 +62,7 @@ from midigen.repeats import GROUPS  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
 
 MAIN = ("gpt-rotary", "long-context", "xl", "knn", "xl+knn")
-REMEDIES = ("knn-closed", "knn-middle", "gpt-rotary-half", "knn-half")
+REMEDIES = ("knn-closed", "knn-middle", "gpt-rotary-half", "knn-half", "knn-large")
 COLUMNS = ("all", *GROUPS)
 
 
@@ -88,6 +89,8 @@ def setup(variant: str, args) -> tuple[str, dict, int, int]:
         return "gpt", kw, S // 2, B * 2
     if variant == "knn-half":
         return "knn", {**kw, **knn}, S // 2, B * 2
+    if variant == "knn-large":
+        return "knn", {**kw, **knn, "knn_capacity": 4 * args.knn_capacity}, S, B
     raise ValueError(f"unknown variant {variant!r} (known: {', '.join(MAIN + REMEDIES)})")
 
 
@@ -97,6 +100,31 @@ def group_losses(losses: np.ndarray, groups: np.ndarray) -> dict:
         sel = groups == k
         out[name] = {"loss": float(losses[sel].mean()) if sel.any() else float("nan"), "tokens": int(sel.sum())}
     return out
+
+
+def evaluate(folder: Path, rows: int, seg: int, args, valid: PreparedCorpus, reference: np.ndarray) -> dict:
+    """Score a finished run on the validation split: the result's loss fields."""
+    model, _, _ = load_model(folder / "latest")
+    t0 = time.perf_counter()
+    m = likelihood(model, valid, batch_size=rows, seq_len=seg, per_token=True, repeats=True,
+                   beats_per_bar=args.beats_per_bar)
+    losses = m["token_losses"].astype(np.float64)
+    pieces = m["token_pieces"]
+    groups = reference[valid.starts[pieces] + m["token_positions"]]
+    # per piece and group (reference context): summed loss and tokens, to see which pieces carry a group
+    sums = np.zeros((len(valid), len(GROUPS)))
+    np.add.at(sums, (pieces, groups), losses)
+    counts = np.zeros((len(valid), len(GROUPS)), np.int64)
+    np.add.at(counts, (pieces, groups), 1)
+    return {"eval_seconds": time.perf_counter() - t0,
+            "groups": group_losses(losses, groups),  # at the reference context S: comparable
+            "groups_own_context": m["repeats"]["groups"],  # at the model's own segment length
+            "pieces": [{"name": Path(name).stem, "loss_sums": sums[i].tolist(), "tokens": counts[i].tolist()}
+                       for i, name in enumerate(valid.names)],
+            # the earlier study's keys (notebook 05 reads them)
+            "loss": m["loss"], "first_segment_loss": m["first_segment"]["loss"],
+            "later_segments_loss": m["later_segments"]["loss"], "later_tokens": m["later_segments"]["tokens"],
+            "tokens": m["tokens"]}
 
 
 def run(variant: str, seed: int, args, valid: PreparedCorpus, reference: np.ndarray) -> dict:
@@ -111,24 +139,18 @@ def run(variant: str, seed: int, args, valid: PreparedCorpus, reference: np.ndar
     n_params = trainer.raw_model.num_params()
     trainer.train()
     train_s = time.perf_counter() - t0
-    model, _, _ = load_model(out / "latest")
-    t0 = time.perf_counter()
-    m = likelihood(model, valid, batch_size=rows, seq_len=seg, per_token=True, repeats=True,
-                   beats_per_bar=args.beats_per_bar)
-    eval_s = time.perf_counter() - t0
-    losses = m["token_losses"].astype(np.float64)
-    at = valid.starts[m["token_pieces"]] + m["token_positions"]
     r = {"variant": variant, "seed": seed, "model": model_name, "segment": seg, "rows": rows,
-         "params": n_params, "train_seconds": train_s, "eval_seconds": eval_s,
-         "tokens_seen": args.steps * rows * seg, "model_config": {k: v for k, v in model_kw.items()},
-         "groups": group_losses(losses, reference[at]),  # at the reference context S: comparable
-         "groups_own_context": m["repeats"]["groups"],  # at the model's own segment length
-         # the earlier study's keys (notebook 05 reads them)
-         "loss": m["loss"], "first_segment_loss": m["first_segment"]["loss"],
-         "later_segments_loss": m["later_segments"]["loss"], "later_tokens": m["later_segments"]["tokens"],
-         "tokens": m["tokens"]}
+         "params": n_params, "train_seconds": train_s, "tokens_seen": args.steps * rows * seg,
+         "model_config": model_kw, **evaluate(out, rows, seg, args, valid, reference)}
     (out / "result.json").write_text(json.dumps(r, indent=1, default=list))
     return r
+
+
+def rescore(folder: Path, args, valid: PreparedCorpus, reference: np.ndarray) -> None:
+    """Evaluate a finished run again (runs scored before the per-piece sums were kept)."""
+    r = json.loads((folder / "result.json").read_text())
+    r.update(evaluate(folder, r["rows"], r["segment"], args, valid, reference))
+    (folder / "result.json").write_text(json.dumps(r, indent=1, default=list))
 
 
 def corpus_table(data: str, segment: int) -> str:
@@ -187,7 +209,42 @@ def tables(results: list[dict]) -> str:
             a, b = by["knn-half"][s]["groups_own_context"], by["gpt-rotary-half"][s]["groups_own_context"]
             lines.append(f"| {s} | " + " | ".join(f"{a[g]['loss'] - b[g]['loss']:+.3f} ({a[g]['tokens']:,} tokens)"
                                                   for g in GROUPS) + " |")
+    lines += piece_table(by, variants)
     return "\n".join(lines)
+
+
+def piece_table(by: dict, variants: list[str], min_far: int = 1000) -> list[str]:
+    """Paired differences to the control in the pieces that carry the far repeats and in the rest."""
+    runs = [r for v in variants for r in by[v].values() if "pieces" in r]
+    if "gpt-rotary" not in by or not runs:
+        return []
+    far = GROUPS.index("repeat_far")
+    heavy = np.array([p["tokens"][far] >= min_far for p in runs[0]["pieces"]])
+    names = ", ".join(p["name"] for p, h in zip(runs[0]["pieces"], heavy, strict=True) if h)
+
+    def pooled(r, group, which):
+        k = GROUPS.index(group)
+        sums = np.array([p["loss_sums"][k] for p in r["pieces"]])[which]
+        counts = np.array([p["tokens"][k] for p in r["pieces"]])[which]
+        return sums.sum() / counts.sum()
+
+    cols = [(g, w, label) for g in ("repeat_far", "novel") for w, label in ((heavy, "heavy"), (~heavy, "rest"))]
+    head = " | ".join(f"{g}, {label} ({sum(p['tokens'][GROUPS.index(g)] for p, x in zip(runs[0]['pieces'], w, strict=True) if x):,})"
+                      for g, w, label in cols)
+    lines = ["", f"By piece, minus `gpt-rotary`, mean ± sd over seeds: heavy = the pieces with >= {min_far} "
+             f"repeat_far tokens ({names}), rest = the other pieces (tokens in brackets)", "",
+             f"| model | seeds | {head} |", "|---|---|" + "---|" * len(cols)]
+    control = by["gpt-rotary"]
+    for v in variants:
+        seeds = [s for s in sorted(by[v]) if s in control and "pieces" in by[v][s] and "pieces" in control[s]]
+        if v == "gpt-rotary" or not seeds:
+            continue
+        cells = []
+        for g, w, _ in cols:
+            d = np.array([pooled(by[v][s], g, w) - pooled(control[s], g, w) for s in seeds])
+            cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1):.3f}" if len(d) > 1 else f"{d[0]:+.3f}")
+        lines.append(f"| {v} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main():
@@ -210,14 +267,19 @@ def main():
     p.add_argument("--beats-per-bar", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="only gather the finished runs and print the tables")
+    p.add_argument("--rescore", action="store_true", help="score again the finished runs without per-piece sums")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     valid = PreparedCorpus(args.data, "valid")
+    reference = _split_groups(valid, args.segment, args.beats_per_bar)
+    if args.rescore:
+        for f in sorted(out.glob("*/result.json")):
+            if "pieces" not in json.loads(f.read_text()):
+                rescore(f.parent, args, valid, reference)
     if not args.report:
-        reference = _split_groups(valid, args.segment, args.beats_per_bar)
         for seed in map(int, args.seeds.split(",")):
             for variant in args.variants.split(","):
                 if (out / f"{variant}-seed{seed}" / "result.json").exists():
