@@ -1,7 +1,8 @@
 """Does memory help where music repeats? The rotary GPT, a longer window, XL, kNN and XL+kNN, measured.
 
 Five models under the same budget: the same corpus, the same ``contiguous`` batcher (each row
-streams one piece in order), the same tokens per optimizer step and number of steps, the same
+streams one piece in order; the pieces in a seeded shuffled order, the same for every model of a
+seed with the same number of rows), the same tokens per optimizer step and number of steps, the same
 width and depth (parameters within 0.01%):
 
 =================  ============================================================================
@@ -31,12 +32,13 @@ long-context control.
 Commands (the long-piece corpus of ``midigen export-corpus --set long``)::
 
     midigen prepare /tmp/long --out data/prepared/long --valid-fraction 0.08 --test-fraction 0.08 --workers 0
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 600 --seeds 0,1,2 --threads 1
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 600 --seeds 0 --threads 1 \\
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 500 --seeds 0,1,2 --threads 1
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/memory_experiment.py --steps 500 --seeds 0 --threads 1 \\
         --variants knn-closed,knn-middle,gpt-rotary-half,knn-half,knn-large
 
 Resumable: a run whose ``result.json`` exists in ``--out`` (default out/memory_experiment) is not
-rerun, so the two commands can run one after the other or side by side. Every invocation gathers
+rerun, nor one that another process is training (its folder changed in the last 5 minutes), so
+several invocations can run one after the other or side by side. Every invocation gathers
 all finished runs of ``--out`` into ``results.json`` there and into
 ``benchmarks/results/<name of --out>.json`` (small, committed), and prints the Markdown tables
 (``--report`` only prints them).
@@ -56,7 +58,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from midigen.checkpoint import load_model  # noqa: E402
-from midigen.data import PreparedCorpus  # noqa: E402
+from midigen.data import PreparedCorpus, make_batches  # noqa: E402
 from midigen.metrics import _split_groups, likelihood  # noqa: E402
 from midigen.repeats import GROUPS  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
@@ -136,6 +138,9 @@ def run(variant: str, seed: int, args, valid: PreparedCorpus, reference: np.ndar
                       seed=seed, device="cpu", progress=not args.quiet)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, model_kw, overwrite=True)  # a folder without result.json: an unfinished run
+    # pieces in a seeded order, not corpus order: under one epoch, corpus order would train every model
+    # on the first composers alphabetically only, and a different subset for each number of rows
+    trainer.batches = make_batches(trainer.train_data, "contiguous", rows, seg, seed=seed, shuffle=True)
     n_params = trainer.raw_model.num_params()
     trainer.train()
     train_s = time.perf_counter() - t0
@@ -151,6 +156,12 @@ def rescore(folder: Path, args, valid: PreparedCorpus, reference: np.ndarray) ->
     r = json.loads((folder / "result.json").read_text())
     r.update(evaluate(folder, r["rows"], r["segment"], args, valid, reference))
     (folder / "result.json").write_text(json.dumps(r, indent=1, default=list))
+
+
+def in_progress(folder: Path, minutes: float = 5.0) -> bool:
+    """Another process is training this run (its folder changed in the last minutes): leave it."""
+    files = list(folder.rglob("*")) if folder.exists() else []
+    return bool(files) and time.time() - max(f.stat().st_mtime for f in files) < minutes * 60
 
 
 def corpus_table(data: str, segment: int) -> str:
@@ -253,7 +264,7 @@ def main():
     p.add_argument("--out", default="out/memory_experiment")
     p.add_argument("--variants", default=",".join(MAIN), help="comma-separated, of: " + ", ".join(MAIN + REMEDIES))
     p.add_argument("--seeds", default="0,1,2", help="comma-separated")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch", type=int, default=8, help="rows per step at segment length S")
     p.add_argument("--segment", type=int, default=128, help="S: the segment length (and the reference context)")
     p.add_argument("--memory", type=int, default=128, help="M: XL memory, and what the long-context model adds")
@@ -282,7 +293,8 @@ def main():
     if not args.report:
         for seed in map(int, args.seeds.split(",")):
             for variant in args.variants.split(","):
-                if (out / f"{variant}-seed{seed}" / "result.json").exists():
+                folder = out / f"{variant}-seed{seed}"
+                if (folder / "result.json").exists() or in_progress(folder):
                     continue
                 r = run(variant, seed, args, valid, reference)
                 print(json.dumps({k: r[k] for k in ("variant", "seed", "params", "train_seconds", "loss")}
