@@ -231,3 +231,20 @@ def test_recording_shows_the_knn_retrievals():
             if s:
                 assert bool(before["valid"].gather(1, r["knn_slots"].reshape(2, -1)).all())  # real memories only
     assert len(records[0]) == 3 and m.blocks[0].attn.record is None  # recording ends with the block
+
+
+def test_knn_gate_starts_where_the_config_says_and_closed_it_adds_almost_nothing():
+    x, steps = data(T=32)
+    default = model(knn_layers=(0,), knn_capacity=64, knn_topk=4)
+    assert torch.equal(default.blocks[0].attn.gate, torch.zeros(2))  # unchanged default: sigmoid(0) = 0.5
+    closed = model(knn_layers=(0,), knn_capacity=64, knn_topk=4, knn_gate=-30.0)
+    assert torch.equal(closed.blocks[0].attn.gate, torch.full((2,), -30.0))
+    plain = model()  # the same weights (same seed, the gate adds no draw) without kNN memory
+    assert GPTConfig.from_dict({}).knn_gate == 0.0  # configs saved before the option read as before
+    with torch.no_grad():
+        memory = closed.new_memory(2)
+        for seg in range(2):  # the second segment retrieves from a filled memory, through a closed gate
+            s = slice(16 * seg, 16 * seg + 16)
+            got, _ = closed(x[:, s], steps[:, s], memory=memory)
+            want, _ = plain(x[:, s], steps[:, s])
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

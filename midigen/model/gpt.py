@@ -22,7 +22,8 @@ What is particular to music here:
   - **kNN memory** (``knn_layers=(i, ...)``, Memorizing Transformers): those layers store every
     past key (L2-normalised) and value in a ring buffer of ``knn_capacity`` per row; each query
     retrieves its ``knn_topk`` most similar keys, attends over them, and a learned per-head gate
-    mixes the two: ``out = g * memory + (1 - g) * local``.
+    mixes the two: ``out = g * memory + (1 - g) * local`` (``g`` = sigmoid(logit), the logits
+    starting at ``knn_gate``: 0, half and half, or negative, closed at first).
 
   Both are cleared per row exactly when ``reset`` says so, never leak between rows, and can be
   combined. Generation keeps writing to them (`GPT.write_segment`), so a piece longer than the
@@ -77,6 +78,8 @@ class GPTConfig(JSONConfig):
     knn_layers: tuple = opt((), "knn: indices of the layers with a kNN memory (--model knn: the last layer)")
     knn_capacity: int = opt(2048, "knn: memories per row and layer (the oldest make room)")
     knn_topk: int = opt(32, "knn: memories retrieved per query")
+    knn_gate: float = opt(0.0, "knn: initial logit of each head's memory gate (0: sigmoid 0.5, half memory and "
+                               "half local; negative: closed at first, e.g. -4 takes 1.8% from memory)")
     knn_search: Literal["exact", "faiss"] = opt("exact", "knn: exact (batched matmul + top-k on the model's device) "
                                                 "or faiss (CPU, bounded memory for a huge capacity; "
                                                 "pip install faiss-cpu)")
@@ -152,7 +155,7 @@ class CausalSelfAttention(nn.Module):
         self.knn = layer in config.knn_layers
         if self.knn:
             self.topk, self.search_with = config.knn_topk, config.knn_search
-            self.gate = nn.Parameter(torch.zeros(config.n_head))  # sigmoid(0) = 0.5: half and half
+            self.gate = nn.Parameter(torch.full((config.n_head,), float(config.knn_gate)))  # 0: half and half
             hs = config.n_embd // config.n_head
             self.knn_log_scale = nn.Parameter(torch.full((config.n_head,), float(torch.tensor(hs**0.5).log())))
         self.record: list | None = None  # a list: every pass appends what it attended to (inspection.py)
