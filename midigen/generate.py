@@ -207,7 +207,8 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
         logits, _ = model(tok[:, None], tok_step[:, None], cache=cache, **mem_kw)
         logits = logits[:, -1]
 
-    return _rows(torch.cat(out_ids, 1).cpu().numpy(), torch.cat(out_steps, 1).cpu().numpy(), tokenizer)
+    return _rows(torch.cat(out_ids, 1).cpu().numpy(), torch.cat(out_steps, 1).cpu().numpy(), tokenizer,
+                 prompt.part_names if prompt is not None else ())
 
 
 def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, int, int, bool]:
@@ -243,13 +244,13 @@ def _sample(logits: torch.Tensor, T: _Tables, cfg: SamplingConfig, ctx: torch.Te
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen).squeeze(1)
 
 
-def _rows(all_ids: np.ndarray, all_steps: np.ndarray, tokenizer: Tokenizer) -> list[Tokens]:
-    """`Tokens` of each row, up to and including its first ``<eos>``."""
+def _rows(all_ids: np.ndarray, all_steps: np.ndarray, tokenizer: Tokenizer, part_names: tuple = ()) -> list[Tokens]:
+    """`Tokens` of each row, up to and including its first ``<eos>`` (with the prompt's part names)."""
     results = []
     for row, srow in zip(all_ids, all_steps, strict=True):
         eos = np.flatnonzero(row == tokenizer.eos_id)
         n = eos[0] + 1 if len(eos) else len(row)
-        results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}, tokenizer))
+        results.append(Tokens(row[:n].astype(tokenizer.dtype), srow[:n].astype(np.int32), {}, tokenizer, part_names))
     return results
 
 
@@ -272,4 +273,4 @@ def _cut(toks: Tokens, limit: int) -> Tokens:
     # so the first token at or past the limit stands right after a gap: a clean place to cut.
     cut = int(np.searchsorted(toks.steps, limit, side="left"))
     cut = min(max(cut, 1), len(toks) - 1)  # keep <sos>, never keep <eos>
-    return Tokens(toks.ids[:cut], toks.steps[:cut], dict(toks.stats), toks.tokenizer)
+    return Tokens(toks.ids[:cut], toks.steps[:cut], dict(toks.stats), toks.tokenizer, toks.part_names)

@@ -157,3 +157,13 @@ def _piece():
     import midigen
 
     return midigen.Score.from_notes([60, 64, 67], [0, 480, 960], [480, 960, 1440])
+
+
+def test_a_continuation_keeps_the_prompts_part_names(bach_files):
+    """Token ids carry no names: a continuation of a chorale decodes with the prompt's voices' names."""
+    from midigen.checkpoint import load_model
+
+    model, tok, _ = load_model("bach-gpt")
+    (out,) = generate(model, tok, bach_files[0], prompt_beats=4, max_new_tokens=16, seed=0)
+    names = tok.encode(bach_files[0]).part_names
+    assert out.part_names == names and out.to_score().part_names[: len(names)] == names and "Soprano" in names
