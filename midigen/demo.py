@@ -27,6 +27,7 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
 
     from .checkpoint import load_model
     from .data.prepare import prepare
+    from .errors import VocabError
     from .evaluate import evaluate, format_table, write_json
     from .generate import generate, prompt_from_midi
     from .midi import write_midi
@@ -38,7 +39,12 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     print(f"==> loading the pretrained model from {checkpoint}")
     model, tokenizer, meta = load_model(checkpoint)
     print(f"==> preparing {data} into {prepared} (encoded once, then cached)")
-    r = prepare([data], prepared, tokenizer.config, progress=True)
+    try:
+        r = prepare([data], prepared, tokenizer.config, progress=True)
+    except VocabError:  # a corpus of another encoding there (an older midigen's demo): keep it, use another
+        prepared = Path(f"{prepared}-{tokenizer.hash[:8]}")
+        print(f"    (that folder holds a corpus of another encoding: preparing into {prepared} instead)")
+        r = prepare([data], prepared, tokenizer.config, progress=True)
     splits = ", ".join(f"{k} {v['files']}" for k, v in r.manifest["splits"].items())
     print(f"    {r.manifest['files_ok']} chorales: {splits}")
     # a held-out chorale: the test split's first (a tiny corpus may have an empty test split)

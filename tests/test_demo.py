@@ -25,7 +25,14 @@ def test_demo_writes_midi_wav_png_and_prints_the_table(tmp_path, bach_files, cap
     cfg = TrainConfig(data=str(prep), out=str(tmp_path / "run"), batch_size=4, seq_len=64, max_steps=3, eval_interval=3,
                       eval_batches=2, warmup_steps=1, progress=False, device="cpu")
     Trainer(cfg, dict(n_layer=1, n_head=2, n_embd=32)).train()
-    result = run_demo(tmp_path / "out", data=src, prepared=prep, checkpoint=tmp_path / "run", samples=2)
+    # an older demo's corpus (another encoding) where the demo prepares: kept, another folder used
+    from midigen.encoding import EncodingConfig, Tokenizer
+
+    old = tmp_path / "old"
+    prepare([src], old, EncodingConfig(parts=False, velocity_bins=0), workers=0, progress=False)
+    result = run_demo(tmp_path / "out", data=src, prepared=old, checkpoint=tmp_path / "run", samples=2)
+    assert Tokenizer.load(old / "tokenizer.json").config.parts is False  # untouched
+    assert (tmp_path / f"old-{Tokenizer().hash[:8]}" / "manifest.json").is_file()
     for name in ("demo.mid", "demo.wav", "demo.png", "demo_eval.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     text = capsys.readouterr().out
