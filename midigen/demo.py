@@ -54,7 +54,7 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     prompt = prompt_from_midi(held_out, tokenizer, beats=PROMPT_BEATS)
     length = len(tokenizer.encode(held_out))  # as long as the real chorale
     (toks,) = generate(model, tokenizer, prompt, max_new_tokens=length - len(prompt), seed=seed, min_length=length)
-    score = tokenizer.decode(toks.ids)
+    score = toks.to_score()  # (with the prompt's part names)
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
     fig, ax = plt.subplots(figsize=(14, 4.5))
