@@ -88,11 +88,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
 
 def after_beats(score: Score, beats: float) -> Score:
     """The notes of ``score`` that start at or after ``beats`` quarter notes (times unchanged)."""
-    keep = score.start_beats >= beats - 1e-9
-    out = score.copy()
-    for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
-        setattr(out, name, getattr(score, name)[keep])
-    return out
+    return score.select(score.start_beats >= beats - 1e-9)
 
 
 def real_continuations(corpus: PreparedCorpus, beats: float) -> list[dict]:

@@ -172,9 +172,14 @@ class Score:
         order = np.lexsort((self.part, self.end, self.pitch, self.instrument, self.start))
         if np.all(order[1:] > order[:-1]):
             return self
+        return self.select(order)
+
+    def select(self, notes: np.ndarray) -> Score:
+        """A copy with only these notes (a boolean mask or indices, in that order); tempo map, time
+        signatures and part names unchanged."""
         out = self.copy()
         for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
-            setattr(out, name, getattr(self, name)[order])
+            setattr(out, name, getattr(self, name)[notes])
         return out
 
     def copy(self) -> Score:

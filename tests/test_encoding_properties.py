@@ -58,10 +58,7 @@ def expected_notes(score, cfg):
     keep = (score.pitch >= cfg.min_pitch) & (score.pitch <= cfg.max_pitch)
     if not cfg.instruments:
         keep &= ~score.is_drum
-    sub = score.copy()
-    for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
-        setattr(sub, name, getattr(score, name)[keep])
-    return reference_notes(sub, cfg)
+    return reference_notes(score.select(keep), cfg)
 
 
 def has_long_silence(score, cfg):

@@ -59,10 +59,7 @@ def _kept(score, cfg):
     keep = (score.pitch >= cfg.min_pitch) & (score.pitch <= cfg.max_pitch)
     if not cfg.instruments:
         keep &= ~score.is_drum
-    sub = score.copy()
-    for name in ("program", "is_drum", "pitch", "start", "end", "velocity", "part"):
-        setattr(sub, name, getattr(score, name)[keep])
-    return sub
+    return score.select(keep)
 
 
 @SETTINGS
