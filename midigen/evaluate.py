@@ -42,6 +42,11 @@ class EvaluateConfig(JSONConfig):
                                            "piece has, and the statistics compare the continuations with the pieces' "
                                            "own after those beats (None: pieces from scratch, max_new_tokens each)")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prompt_beats is not None and not self.prompt_beats > 0:
+            raise ValueError(f"prompt_beats must be > 0 (or None: pieces from scratch), got {self.prompt_beats}")
+
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str | None = None,
              config: EvaluateConfig | None = None, **overrides: object) -> dict:

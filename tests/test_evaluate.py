@@ -79,3 +79,11 @@ def test_metrics_sit_below_train_and_the_evaluate_command():
             "'midigen.cli', 'midigen.checkpoint')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_a_prompt_of_no_beats_is_refused():
+    from midigen.evaluate import EvaluateConfig
+
+    for beats in (0, -3.0):
+        with pytest.raises(ValueError, match="prompt_beats must be > 0"):
+            EvaluateConfig(prompt_beats=beats)
