@@ -32,6 +32,10 @@ class EvaluateConfig(JSONConfig):
     seed: int = opt(0, "seed of the generated pieces")
     temperature: float = opt(1.0, "sampling temperature of the generated pieces")
     top_p: float | None = opt(None, "nucleus sampling of the generated pieces (None: off)")
+    duration_temperature: float | None = opt(None, "temperature of duration tokens of the generated pieces "
+                                                   "(None: temperature)")
+    gap_temperature: float | None = opt(None, "temperature of the gaps between time steps of the generated pieces "
+                                              "(None: duration_temperature)")
     device: str = opt("cpu", "cpu, cuda, cuda:1 ...")
     progress: bool = opt(True, "show progress bars")
     repeats: bool = opt(False, "split the loss by repetition: first segment, novel, a bar repeated within the "
@@ -83,10 +87,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str 
         generated = []
         if samples:
             outs = generate(model, tokenizer, num_samples=samples, max_new_tokens=max_new_tokens, seed=seed,
-                            min_length=min(max_new_tokens // 2, 128), temperature=cfg.temperature, top_p=cfg.top_p)
+                            min_length=min(max_new_tokens // 2, 128), temperature=cfg.temperature, top_p=cfg.top_p,
+                            duration_temperature=cfg.duration_temperature,
+                            gap_temperature=cfg.gap_temperature)
             generated = [music_statistics(s, spb) for s in (tokenizer.decode(t.ids) for t in outs) if s.n_notes]
     result["samples"] = len(generated)
-    result.update(prompt_beats=cfg.prompt_beats, temperature=cfg.temperature, top_p=cfg.top_p)
+    result.update(prompt_beats=cfg.prompt_beats, temperature=cfg.temperature, top_p=cfg.top_p,
+                  duration_temperature=cfg.duration_temperature,
+                            gap_temperature=cfg.gap_temperature)
     result["statistics"] = compare(generated, reference) if generated else {}
     return result
 
@@ -124,7 +132,8 @@ def continuations(model: GPT, tokenizer: Tokenizer, corpus: PreparedCorpus, cfg:
         prompt = as_prompt(Tokens(ids, steps, tokenizer=tokenizer), tokenizer, beats)
         outs = generate(model, tokenizer, prompt, num_samples=int(per_piece[i]), seed=cfg.seed + int(i),
                         max_new_tokens=max(1, len(ids) - len(prompt)), min_length=len(ids),
-                        temperature=cfg.temperature, top_p=cfg.top_p)
+                        temperature=cfg.temperature, top_p=cfg.top_p, duration_temperature=cfg.duration_temperature,
+                            gap_temperature=cfg.gap_temperature)
         for t in outs:
             score = after_beats(tokenizer.decode(t.ids), beats)
             if score.n_notes:

@@ -23,8 +23,8 @@ import torch
 
 from .config import JSONConfig, opt
 from .encoding import Tokenizer, Tokens
-from .encoding.grammar import C_SEP, C_START, contexts
-from .encoding.vocab import K_DUR
+from .encoding.grammar import C_INSTR, C_SEP, C_START, contexts
+from .encoding.vocab import K_DUR, K_PART
 from .midi import Score
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class SamplingConfig(JSONConfig):
     temperature: float = opt(1.0, "softmax temperature (below 1: safer, above 1: wilder)")
     note_temperature: float | None = opt(None, "temperature of note tokens (None: temperature)")
     duration_temperature: float | None = opt(None, "temperature of duration tokens (None: temperature)")
+    gap_temperature: float | None = opt(None, "temperature of the gaps between time steps (the duration after "
+                                              "<sep>: the rhythm) (None: duration_temperature)")
     top_k: int | None = opt(None, "sample among the k most likely tokens only (None: all)")
     top_p: float | None = opt(None, "nucleus sampling: the most likely tokens up to this probability mass (None: all)")
     min_length: int = opt(0, "no <eos> before the sequence has this many tokens")
@@ -45,7 +47,7 @@ class SamplingConfig(JSONConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("temperature", "note_temperature", "duration_temperature"):
+        for name in ("temperature", "note_temperature", "duration_temperature", "gap_temperature"):
             t = getattr(self, name)
             if t is not None and t <= 0:
                 raise ValueError(f"{name} must be > 0, got {t}")
@@ -69,10 +71,17 @@ class _Tables:
         self.needs_instrument = t(g.needs_instrument, torch.bool)
         self.gives_instrument = t(g.gives_instrument, torch.bool)
         self.has_eos = t(g.has_eos, torch.bool)
+        # with parts (else 0 parts): what each id declares / uses, [after an instrument token or not]
+        self.part_decl = t(g.part_decl, torch.float32)  # (2, V, P)
+        self.part_use = t(g.part_use, torch.float32)
+        self.ends_with_instrument = t(g.ends_with_instrument, torch.bool)
         temp = np.full(len(tokenizer), cfg.temperature, np.float32)
         temp[g.has_duration] = cfg.duration_temperature or cfg.temperature
         temp[g.has_note] = cfg.note_temperature or cfg.temperature  # a merged note+duration: a note
-        self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)
+        # by the context before the token: after <sep> a duration is a gap (merged ones start with it)
+        temp = np.repeat(temp[None], len(g.allowed), 0)
+        temp[C_SEP, g.has_duration] = cfg.gap_temperature or cfg.duration_temperature or cfg.temperature
+        self.inv_temp = t(1.0 / np.maximum(temp, 1e-6), torch.float32)  # (contexts, V)
 
 
 def quantize_for_cpu(model: GPT) -> GPT:
@@ -153,12 +162,13 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**31, (1,)).item()))
     B = num_samples
 
-    ids0, steps0, ctx0, step0, instr0 = _start(prompt, tokenizer)
+    ids0, steps0, ctx0, step0, instr0, declared0 = _start(prompt, tokenizer)
     ids = torch.as_tensor(ids0, device=device).repeat(B, 1)
     steps = torch.as_tensor(steps0, device=device).repeat(B, 1)
     ctx = torch.full((B,), ctx0, dtype=torch.long, device=device)
     step = torch.full((B,), step0, dtype=torch.long, device=device)
     has_instr = torch.full((B,), instr0, device=device)
+    declared = torch.as_tensor(declared0, device=device).repeat(B, 1)  # (B, parts): declared so far
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out_ids, out_steps = [ids], [steps]
 
@@ -185,8 +195,10 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
         cache, logits = prefill(ids[:, -block:], steps[:, -block:])
     length = ids.shape[1]
     for _ in range(cfg.max_new_tokens):
-        tok = _sample(logits, T, cfg, ctx, has_instr, length, gen)
+        tok = _sample(logits, T, cfg, ctx, has_instr, declared, length, gen)
         tok = torch.where(done, torch.full_like(tok, tokenizer.pad_id), tok)
+        if declared.shape[1]:
+            declared |= T.part_decl[(ctx == C_INSTR).long(), tok] > 0
         tok_step = step.clone()
         step = step + T.advance[ctx, tok]
         ctx = T.next_ctx[ctx, tok]
@@ -211,10 +223,11 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
                  prompt.part_names if prompt is not None else ())
 
 
-def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, int, int, bool]:
+def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, int, int, bool, np.ndarray]:
     """Where sampling starts: the prompt's ids and steps (``<sos>`` without one; a final ``<eos>``
     dropped, to continue the piece), the grammar context after them, the time step where the next
-    token stands (the sum of all gaps so far) and whether an instrument was set."""
+    token stands (the sum of all gaps so far), whether an instrument was set and which parts the
+    prompt declared (or used: a prompt's parts may go on)."""
     if prompt is None:
         ids, steps = np.array([tokenizer.sos_id]), np.zeros(1, np.int64)
     else:
@@ -227,16 +240,25 @@ def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.
     ctx = contexts(kinds)
     gap_dur = (kinds == K_DUR) & (np.concatenate([[C_START], ctx[:-1]]) == C_SEP)
     has_instr = bool(tokenizer.grammar.gives_instrument[ids].any())  # (with parts: a part token)
-    return ids, steps, int(ctx[-1]), int(table.value[base][gap_dur].sum()), has_instr
+    declared = np.zeros(tokenizer.grammar.n_parts, bool)
+    declared[table.value[base][(kinds == K_PART) & (table.value[base] < len(declared))]] = True
+    return ids, steps, int(ctx[-1]), int(table.value[base][gap_dur].sum()), has_instr, declared
 
 
 def _sample(logits: torch.Tensor, T: _Tables, cfg: SamplingConfig, ctx: torch.Tensor, has_instr: torch.Tensor,
-            length: int, gen: torch.Generator) -> torch.Tensor:
+            declared: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
     """One token per row: temperatures, the grammar's mask (if constrained), top-k/top-p, a draw."""
-    logits = logits.float() * T.inv_temp
+    logits = logits.float() * T.inv_temp[ctx]
     if cfg.constrained:
         allowed = T.allowed[ctx]
         allowed = allowed & ~(T.needs_instrument & ~has_instr[:, None])
+        if declared.shape[1]:  # parts: use only declared ones, declare only new ones
+            after = (ctx == C_INSTR)[:, None]
+            d = declared.float().T  # (P, B)
+            uses_new = torch.where(after, (T.part_use[1] @ (1 - d)).T, (T.part_use[0] @ (1 - d)).T) > 0
+            redeclares = torch.where(after, (T.part_decl[1] @ d).T, (T.part_decl[0] @ d).T) > 0
+            allowed = allowed & ~uses_new & ~redeclares
+            allowed = allowed & ~(T.ends_with_instrument & declared.all(1, keepdim=True))  # no part left
         if length < cfg.min_length:
             allowed = allowed & ~T.has_eos
         logits = logits.masked_fill(~allowed, float("-inf"))

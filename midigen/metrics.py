@@ -15,9 +15,9 @@ Two kinds of numbers (the blog's "Evaluation" section):
   pitch_range               highest minus lowest pitch (semitones)
   pitch_classes_used        number of distinct pitch classes
   pitch_class_entropy       Shannon entropy (bits) of the pitch-class histogram
-  polyphony                 mean number of pitches sounding, over steps where any is sounding
-  polyphony_sd              its standard deviation over those steps: how steady the number of voices sounding is
-  polyphony_rate            fraction of sounding steps with two or more pitches
+  polyphony                 mean number of pitches sounding, over steps where any is sounding (*)
+  polyphony_sd              its standard deviation over those steps: how steady the number of voices sounding is (*)
+  polyphony_rate            fraction of sounding steps with two or more pitches (*)
   scale_consistency         largest fraction of notes inside one major or minor scale
   groove_consistency        1 - mean Hamming distance of consecutive bars' onset patterns
   empty_beat_rate           fraction of beats in which no note starts
@@ -25,6 +25,11 @@ Two kinds of numbers (the blog's "Evaluation" section):
   duration_hist             histogram of note durations (steps)
   ioi_hist                  histogram of inter-onset intervals (steps between onsets)
   ========================  ==================================================================
+
+  (*) Over the steps before the last onset (of a piece with more than one): from it on, a
+  piece cut at a number of tokens (a continuation as long as a real one) lets its voices fall
+  silent one by one, where the real piece ends on one chord; counting that tail would read a
+  cut as unsteady voices.
 
   Drum notes are left out of the pitch statistics. Each scalar statistic is compared by the
   overlapping area (OA) of the two sets' kernel density estimates (1 = identical, 0 = disjoint)
@@ -95,10 +100,10 @@ def music_statistics(score: Score, steps_per_beat: int = 4, beats_per_bar: int |
         prob = pc[pc > 0] / pc.sum()
         out["pitch_class_entropy"] = float(-(prob * np.log2(prob)).sum())
         # pitches sounding per step: +1 at onset, -1 at end (a difference array, no loop)
-        length = int((on + du).max())
+        length = int(on.max()) if on.max() > on.min() else int((on + du).max())  # to the last onset (*)
         delta = np.zeros(length + 1, np.int64)
         np.add.at(delta, on, 1)
-        np.add.at(delta, on + du, -1)
+        np.add.at(delta, np.minimum(on + du, length), -1)
         sounding = np.cumsum(delta)[:length]
         active = sounding > 0
         out["polyphony"] = float(sounding[active].mean()) if active.any() else 0.0

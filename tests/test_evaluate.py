@@ -34,14 +34,31 @@ def test_chord_then_silence_statistics():
     # a C major triad for 4 beats, 4 silent beats, then one C# for 1 beat (outside C major)
     s = music_statistics(Score.from_notes([60, 64, 67, 61], [0, 0, 0, 8 * Q], [4 * Q] * 3 + [9 * Q]))
     assert s["pitch_range"] == 7
-    assert math.isclose(s["polyphony"], (16 * 3 + 4 * 1) / 20)  # sounding steps only
-    assert math.isclose(s["polyphony_rate"], 16 / 20)
+    # sounding steps before the last onset only: the triad's 16 (the C# starts the last onset)
+    assert s["polyphony"] == 3.0 and s["polyphony_rate"] == 1.0
     assert math.isclose(s["scale_consistency"], 3 / 4)  # best scale holds 3 of the 4 notes
     assert math.isclose(s["empty_beat_rate"], 7 / 9)  # onsets in beats 0 and 8 of 9
     assert math.isclose(s["note_density"], 4 / 9)
     # bar 1: onset at step 0; bar 2: none; bar 3: onset at step 0 -> patterns differ twice in 16
     assert math.isclose(s["groove_consistency"], 1 - 2 / 32)
     assert s["ioi_hist"][31] == 1  # one interval of 32 steps
+
+
+def test_voices_falling_silent_after_the_last_onset_are_not_unsteady():
+    """Four voices in steady quarter notes for two bars, then a cut after two of them re-attack
+    (a continuation that stops at a number of tokens): the tail where the other two have ended
+    is not counted, so the texture reads as steady (sd 0); one missing beat in a voice is not."""
+    pitches, starts, ends = [], [], []
+    for beat in range(8):
+        for p in (48, 55, 64, 72):
+            pitches.append(p), starts.append(beat * Q), ends.append((beat + 1) * Q)
+    for p in (48, 55):  # the last step, cut after two of its four notes
+        pitches.append(p), starts.append(8 * Q), ends.append(9 * Q)
+    s = music_statistics(Score.from_notes(pitches, starts, ends))
+    assert s["polyphony"] == 4.0 and s["polyphony_sd"] == 0.0
+    gap = [i for i in range(len(pitches)) if not (starts[i] == 3 * Q and pitches[i] == 72)]  # a beat's rest in one voice
+    s = music_statistics(Score.from_notes([pitches[i] for i in gap], [starts[i] for i in gap], [ends[i] for i in gap]))
+    assert s["polyphony_sd"] > 0.3
 
 
 def test_drums_are_left_out_of_pitch_statistics():

@@ -90,12 +90,18 @@ def test_top_p_and_top_k_filters():
 
 def test_note_and_duration_temperatures():
     tok = Tokenizer()
+    from midigen.encoding.grammar import C_NOTE, C_SEP
     from midigen.generate import _Tables
 
     t = _Tables(tok, SamplingConfig(temperature=1.0, note_temperature=0.5, duration_temperature=2.0), "cpu")
-    assert float(t.inv_temp[tok.index["n60"]]) == 2.0
-    assert float(t.inv_temp[tok.index["d4"]]) == 0.5
-    assert float(t.inv_temp[tok.index["<sep>"]]) == 1.0
+    assert float(t.inv_temp[C_NOTE, tok.index["n60"]]) == 2.0
+    assert float(t.inv_temp[C_NOTE, tok.index["d4"]]) == 0.5  # a note's duration
+    assert float(t.inv_temp[C_SEP, tok.index["d4"]]) == 0.5  # a gap: duration_temperature too
+    assert float(t.inv_temp[C_NOTE, tok.index["<sep>"]]) == 1.0
+    # the rhythm apart from the notes' lengths: gaps (a duration after <sep>) by gap_temperature
+    t = _Tables(tok, SamplingConfig(duration_temperature=0.5, gap_temperature=1.25), "cpu")
+    assert float(t.inv_temp[C_NOTE, tok.index["d4"]]) == 2.0
+    assert float(t.inv_temp[C_SEP, tok.index["d4"]]) == pytest.approx(0.8)
 
 
 def test_int8_model_samples_decodable_music_close_to_fp32():

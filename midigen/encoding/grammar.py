@@ -19,6 +19,11 @@ into a note's duration and a gap's), plus two facts about the past: whether an i
 been named yet (with instrument tokens, a note needs one) and how long the sequence is (no
 ``<eos>`` before ``min_length``). ``<eos>`` closes a piece only after a gap, as the encoder
 writes it (``... <sep> d{to the end} <eos>``).
+
+With parts, one more fact: which parts have been declared. A part token right after an
+instrument token declares its part, which must be new; any other part token must name a part
+declared before it (the encoder declares each part once, before its first note). Without this
+rule a sampler could open a fifth voice in a four-part chorale that no instrument ever named.
 """
 
 from __future__ import annotations
@@ -133,6 +138,19 @@ class Grammar:
         self.has_note = (k_all == K_NOTE).any(1)
         self.has_duration = (k_all == K_DUR).any(1)
         self._pieces = pieces
+        # parts: what each id declares and uses, by whether the context before it is an instrument
+        # token (then the id's leading part token, if any, is a declaration); index 1: after one
+        self.n_parts = P = table.config.max_parts if table.config.parts else 0
+        self.part_decl = np.zeros((2, V, P), bool)
+        self.part_use = np.zeros((2, V, P), bool)
+        self.ends_with_instrument = k_all[np.arange(V), lengths - 1] == K_INSTR
+        if P:
+            vals = np.where(pieces >= 0, values[np.maximum(pieces, 0)], 0)
+            for after_instr in (0, 1):
+                for v in range(V):
+                    decl, use = _part_roles(k_all[v, : lengths[v]], vals[v, : lengths[v]], bool(after_instr))
+                    self.part_decl[after_instr, v, vals[v, decl]] = True
+                    self.part_use[after_instr, v, vals[v, use]] = True
 
     def _base(self, ids: ArrayLike):
         """Base ids of ``ids`` and the base position where each token ends."""
@@ -158,6 +176,8 @@ class Grammar:
         has_instr = np.concatenate([[False], np.cumsum(self.gives_instrument[ids])[:-1] > 0])
         ok &= ~(self.needs_instrument[ids] & ~has_instr)
         ok &= ~(self.has_eos[ids] & (np.arange(len(ids)) < min_length))
+        if self.n_parts:
+            ok[np.searchsorted(ends, _undeclared_parts(kinds, self.table.value[base]))] = False
         return np.flatnonzero(~ok)
 
     def explain(self, ids: ArrayLike, i: int, min_length: int = 0) -> str:
@@ -167,6 +187,14 @@ class Grammar:
         kinds = self.table.kind[base]
         start = int(ends[i - 1]) + 1 if i else 0
         bad = [j for j in range(start, len(base)) if len(_base_violations(kinds[: j + 1], self.table, j))]
+        values = self.table.value[base]
+        wrong = _undeclared_parts(kinds, values) if self.n_parts else np.zeros(0, np.int64)
+        wrong = wrong[wrong >= start]
+        if len(wrong) and (not bad or wrong[0] < bad[0]):
+            j = int(wrong[0])
+            if j and kinds[j - 1] == K_INSTR:
+                return f"part p{values[j]} is declared twice (an instrument token before a part token declares it)"
+            return f"part p{values[j]} is used before it is declared (i{{program}} p{values[j]} declares it)"
         if not bad:
             if self.has_eos[ids[i]] and i < min_length:
                 return "<eos> before the minimum length"
@@ -198,6 +226,36 @@ class Grammar:
             K_PART: "a part token must open a note",
             K_VEL: "a velocity token must open a note, after its instrument (part) token",
         }.get(k, "token not allowed here")
+
+
+def _part_roles(kinds: np.ndarray, values: np.ndarray, after_instrument: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the part tokens of a base sequence that declare a part (right after an
+    instrument token; ``after_instrument``: the token before the first one is one) and of those
+    that use a part declared earlier (not counting declarations inside the sequence itself)."""
+    prev = np.concatenate([[K_INSTR if after_instrument else -1], kinds[:-1]])
+    is_part = kinds == K_PART
+    decl = np.flatnonzero(is_part & (prev == K_INSTR))
+    use = np.flatnonzero(is_part & (prev != K_INSTR))
+    first_decl = {}
+    for j in decl[::-1]:
+        first_decl[int(values[j])] = int(j)
+    use = np.array([j for j in use if first_decl.get(int(values[j]), len(kinds)) > j], np.int64)
+    return decl, use
+
+
+def _undeclared_parts(kinds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Base positions of part tokens that use an undeclared part or declare a declared one (vectorised)."""
+    n = len(kinds)
+    prev = np.concatenate([[-1], kinds[:-1]])
+    is_part = kinds == K_PART
+    decl = is_part & (prev == K_INSTR)
+    pos = np.arange(n)
+    v = np.where(is_part, values, 0)
+    first = np.full(int(v.max(initial=0)) + 1, n)
+    parts, idx = np.unique(v[decl], return_index=True)
+    first[parts] = pos[decl][idx]
+    bad = (is_part & ~decl & (pos < first[v])) | (decl & (pos != first[v]))
+    return np.flatnonzero(bad)
 
 
 def _base_violations(kinds: np.ndarray, table: Vocab, j: int) -> np.ndarray:
