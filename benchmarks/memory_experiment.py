@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from midigen.checkpoint import load_model  # noqa: E402
-from midigen.data import PreparedCorpus, make_batches  # noqa: E402
+from midigen.data import PreparedCorpus  # noqa: E402
 from midigen.metrics import _split_groups, likelihood  # noqa: E402
 from midigen.repeats import GROUPS  # noqa: E402
 from midigen.train import TrainConfig, Trainer  # noqa: E402
@@ -135,12 +135,11 @@ def run(variant: str, seed: int, args, valid: PreparedCorpus, reference: np.ndar
     cfg = TrainConfig(data=args.data, out=str(out), model=model_name, strategy="contiguous", batch_size=rows,
                       seq_len=seg, max_steps=args.steps, lr=args.lr, min_lr=args.lr / 10,
                       warmup_steps=min(100, args.steps // 10), eval_interval=args.steps, eval_batches=2,
-                      seed=seed, device="cpu", progress=not args.quiet)
+                      seed=seed, device="cpu", progress=not args.quiet, shuffle=True)
     t0 = time.perf_counter()
+    # shuffle: pieces in a seeded order, not corpus order: under one epoch, corpus order would train every
+    # model on the first composers alphabetically only, and a different subset for each number of rows
     trainer = Trainer(cfg, model_kw, overwrite=True)  # a folder without result.json: an unfinished run
-    # pieces in a seeded order, not corpus order: under one epoch, corpus order would train every model
-    # on the first composers alphabetically only, and a different subset for each number of rows
-    trainer.batches = make_batches(trainer.train_data, "contiguous", rows, seg, seed=seed, shuffle=True)
     n_params = trainer.raw_model.num_params()
     trainer.train()
     train_s = time.perf_counter() - t0

@@ -1,10 +1,10 @@
 """``make demo`` / ``midigen demo``: from the bundled data to music you can hear, in one go.
 
 Prepares the bundled chorales (``bach``: `midigen.assets`), continues the opening of a held-out
-chorale (from the test split) with the bundled model ``bach-gpt``, writes ``out/demo.mid``,
-``out/demo.wav`` and ``out/demo.png`` (piano roll of prompt + continuation, the boundary marked), then prints the
-evaluation table (test-split likelihood, and music statistics of continuations of held-out chorales against
-the chorales' own).
+chorale (from the test split) with the bundled model ``bach-gpt`` (nucleus sampling, top-p 0.95),
+writes ``out/demo.mid``, ``out/demo.wav`` and ``out/demo.png`` (piano roll of prompt +
+continuation, the boundary marked), then prints the evaluation table (test-split likelihood, and
+music statistics of continuations of held-out chorales against the chorales' own).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 PROMPT_BEATS = 8
+TOP_P = 0.95  # nucleus sampling, chosen on the valid split (benchmarks/RESULTS.md, "Music that sounds like its data")
 
 
 def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
@@ -53,7 +54,8 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     print(f"==> continuing the first {PROMPT_BEATS} beats of held-out {held_out}")
     prompt = prompt_from_midi(held_out, tokenizer, beats=PROMPT_BEATS)
     length = len(tokenizer.encode(held_out))  # as long as the real chorale
-    (toks,) = generate(model, tokenizer, prompt, max_new_tokens=length - len(prompt), seed=seed, min_length=length)
+    (toks,) = generate(model, tokenizer, prompt, max_new_tokens=length - len(prompt), seed=seed, min_length=length,
+                       top_p=TOP_P)
     score = toks.to_score()  # (with the prompt's part names)
     mid = write_midi(score, out / "demo.mid")
     wav = write_wav(render(score, 22050), out / "demo.wav", 22050)
@@ -65,9 +67,10 @@ def run_demo(out: str | os.PathLike = "out", data: str | os.PathLike = "bach",
     fig.savefig(png, dpi=110)
     plt.close(fig)
     print(f"    wrote {mid} ({score.n_notes} notes), {wav}, {png}")
-    print(f"==> evaluating {checkpoint} on the {split} split ({samples} continuations of {PROMPT_BEATS}-beat prompts)")
+    print(f"==> evaluating {checkpoint} on the {split} split ({samples} continuations of {PROMPT_BEATS}-beat prompts, "
+          f"top-p {TOP_P})")
     result = evaluate(checkpoint, prepared, split, samples=samples, seed=seed, progress=False,
-                      prompt_beats=PROMPT_BEATS)
+                      prompt_beats=PROMPT_BEATS, top_p=TOP_P)
     write_json(result, out / "demo_eval.json")
     print(format_table(result))
     return result

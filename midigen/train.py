@@ -94,7 +94,8 @@ class Trainer:
         self.strategy = cfg.strategy or ("contiguous" if self.uses_memory else "random_windows")
         if self.uses_memory and self.strategy != "contiguous":
             raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
-        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+        order = {} if cfg.shuffle is None or self.strategy == "random_windows" else {"shuffle": cfg.shuffle}
+        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed, **order)
         self.augmenter = (Augmenter(self.train_data, cfg.transpose, cfg.tempo_shift, seed=cfg.seed)
                           if cfg.transpose or cfg.tempo_shift else None)  # training batches only
         self._init_model(model_config, saved)

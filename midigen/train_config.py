@@ -26,6 +26,9 @@ class TrainConfig(JSONConfig):
                      "a memory model defaults to rotary positions and the contiguous strategy", choices=MODELS)
     strategy: Literal["random_windows", "per_song", "contiguous"] | None = opt(
         None, "batching (None: contiguous for memory models, whose rows stream pieces, else random_windows)")
+    shuffle: bool | None = opt(None, "per_song and contiguous: visit the pieces in a seeded order, new each epoch "
+                                     "(None: per_song does, contiguous plays them in corpus order; random_windows "
+                                     "always draws at random)")
     location: str = opt("disk", "where the corpus lives: disk (memmap), ram, or a torch device such as cuda")
     batch_size: int = opt(8, "rows per micro-step, across all processes")
     grad_accum: int = opt(1, "micro-steps per optimizer step")

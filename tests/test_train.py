@@ -53,6 +53,20 @@ def test_resume_gives_the_same_losses(corpus, tmp_path):
     assert np.allclose(full, cut, rtol=0, atol=1e-6), (full, cut)
 
 
+def test_contiguous_batches_shuffle_pieces_when_asked(corpus, tmp_path):
+    """``shuffle=True`` streams the pieces in a seeded order (memory study: under one epoch, corpus
+    order trains on the alphabetically first pieces only); None keeps the strategy's corpus order."""
+    def first_pieces(**kw):
+        t = Trainer(cfg(corpus, tmp_path / str(kw), model="xl", **kw), TINY_MODEL)
+        return next(iter(t.batches))["piece"][:, 0].tolist()
+
+    plain = first_pieces()
+    assert plain == first_pieces(shuffle=False)
+    shuffled = first_pieces(shuffle=True)
+    assert shuffled != plain and shuffled == first_pieces(shuffle=True)
+    assert shuffled != first_pieces(shuffle=True, seed=1)
+
+
 def test_resume_with_augmentation_gives_the_same_losses(corpus, tmp_path):
     aug = dict(transpose=6, tempo_shift=2, strategy="per_song", batch_size=16)  # 4 batches an epoch: 2 epochs
     Trainer(cfg(corpus, tmp_path / "plain", strategy="per_song", batch_size=16), TINY_MODEL).train()
