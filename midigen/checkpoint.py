@@ -221,6 +221,33 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), tokenizer, meta
 
 
+def init_weights_from(model: torch.nn.Module, path: str | os.PathLike, tokenizer: Tokenizer) -> list[str]:
+    """Copy a checkpoint's weights into ``model`` (to fine-tune it; Hugging Face's ``from_pretrained``
+    with missing keys). The checkpoint must share ``tokenizer``'s vocabulary and every weight it has
+    must fit ``model``; parameters it lacks keep their initialisation. Returns their names."""
+    from safetensors.torch import load_file
+
+    p, _meta, ck_tokenizer = read_checkpoint(path)
+    if ck_tokenizer != tokenizer:
+        raise CheckpointError(f"{p}: its tokenizer ({len(ck_tokenizer)} tokens) is not the corpus's "
+                              f"({len(tokenizer)} tokens): fine-tune on a corpus prepared with the same encoding")
+    weights = load_file(str(p / "model.safetensors"))
+    own = model.state_dict()
+    for a, b in (("wte.weight", "head.weight"), ("head.weight", "wte.weight")):  # (tied: saved once)
+        if model.config.tie_weights and a in weights and b not in weights:
+            weights[b] = weights[a]
+    extra = sorted(set(weights) - set(own))
+    wrong = sorted(k for k in set(weights) & set(own) if weights[k].shape != own[k].shape)
+    if extra or wrong:
+        raise CheckpointError(f"{p}: its weights do not fit this model (not in the model: {extra or 'none'}; "
+                              f"other shapes: {wrong or 'none'}): give the model the checkpoint's sizes")
+    missing = sorted(set(own) - set(weights))
+    with torch.no_grad():
+        for k, v in weights.items():
+            own[k].copy_(v.to(own[k].dtype))
+    return missing
+
+
 def pretrained(name: str = "bach", device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:
     """Load a bundled model by name (``"bach-gpt"``, alias ``"bach"``): ``(model, tokenizer, meta)``
     as `load_model`, which also takes the names (a file or folder of that name, if any, wins)."""

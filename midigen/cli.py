@@ -128,6 +128,9 @@ def cmd_train(args: argparse.Namespace, cfg: dict) -> int:
               f"{trainer.train_data.n_tokens:,} training tokens, device {trainer.device}"
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
               + (f", resuming {trainer.out} at step {trainer.step}" if trainer.resumed else ""), flush=True)
+        if trainer.cfg.init_from and not trainer.resumed:
+            fresh = getattr(trainer, "fresh_parameters", [])
+            print(f"weights from {trainer.cfg.init_from}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
         if trainer.resumed and trainer.resume_changes:
             print("changed on resume: "
                   + ", ".join(f"{flags.flag(k)} {a} -> {b}" for k, (a, b) in trainer.resume_changes.items()))

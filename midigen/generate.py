@@ -171,6 +171,7 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
     declared = torch.as_tensor(declared0, device=device).repeat(B, 1)  # (B, parts): declared so far
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out_ids, out_steps = [ids], [steps]
+    snd = _Sounding(model, tokenizer, ids0, steps0, B, device)
 
     block = model.config.block_size
     keep = max(1, block * 3 // 4)  # tokens kept when a plain GPT's window slides
@@ -181,18 +182,19 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
     memory = model.new_memory(B)
     mem_kw = {"memory": memory} if memory is not None else {}
 
-    def prefill(c_ids: torch.Tensor, c_steps: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
+    def prefill(c_ids: torch.Tensor, c_steps: torch.Tensor, c_snd: dict) -> tuple[KVCache, torch.Tensor]:
         c = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
-        logits, _ = model(c_ids, c_steps, cache=c, **mem_kw)
+        logits, _ = model(c_ids, c_steps, cache=c, **mem_kw, **c_snd)
         return c, logits[:, -1]
 
     if memory is not None:
         n_full = (ids.shape[1] - 1) // block  # whole segments of the prompt, at least one token left
         for s in range(n_full):
-            model(ids[:, s * block : (s + 1) * block], steps[:, s * block : (s + 1) * block], memory=memory)
-        cache, logits = prefill(ids[:, n_full * block :], steps[:, n_full * block :])
+            lo, hi = s * block, (s + 1) * block
+            model(ids[:, lo:hi], steps[:, lo:hi], memory=memory, **snd(lo, hi))
+        cache, logits = prefill(ids[:, n_full * block :], steps[:, n_full * block :], snd(n_full * block))
     else:
-        cache, logits = prefill(ids[:, -block:], steps[:, -block:])
+        cache, logits = prefill(ids[:, -block:], steps[:, -block:], snd(-block))
     length = ids.shape[1]
     for _ in range(cfg.max_new_tokens):
         tok = _sample(logits, T, cfg, ctx, has_instr, declared, length, gen)
@@ -205,6 +207,7 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
         has_instr |= T.gives_instrument[tok]
         out_ids.append(tok[:, None])
         out_steps.append(tok_step[:, None])
+        snd.push(tok, tok_step)
         done |= T.has_eos[tok]
         length += 1
         if bool(done.all()) or length - ids.shape[1] >= cfg.max_new_tokens:
@@ -214,13 +217,40 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: Tokens | Score | str | os
             cache = KVCache(model.config, B, block, device=device, dtype=next(model.parameters()).dtype)
         elif cache.pos >= block:  # slide: rebuild the cache from the most recent tokens
             all_ids, all_steps = torch.cat(out_ids, 1), torch.cat(out_steps, 1)
-            cache, logits = prefill(all_ids[:, -keep:], all_steps[:, -keep:])
+            cache, logits = prefill(all_ids[:, -keep:], all_steps[:, -keep:], snd(-keep))
             continue
-        logits, _ = model(tok[:, None], tok_step[:, None], cache=cache, **mem_kw)
+        logits, _ = model(tok[:, None], tok_step[:, None], cache=cache, **mem_kw, **snd.last())
         logits = logits[:, -1]
 
     return _rows(torch.cat(out_ids, 1).cpu().numpy(), torch.cat(out_steps, 1).cpu().numpy(), tokenizer,
                  prompt.part_names if prompt is not None else ())
+
+
+class _Sounding:
+    """What is sounding at each token of the rows being sampled (`midigen.encoding.sounding`), for a
+    model that embeds it: ``snd(lo, hi)`` and ``last()`` are the forward pass's keywords (none for
+    other models)."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, ids: np.ndarray, steps: np.ndarray, B: int,
+                 device: torch.device):
+        self.tracker = None
+        if model.config.sounding:
+            from .encoding.sounding import SoundingTracker
+
+            self.tracker = SoundingTracker(tokenizer, B)
+            self.cols = [torch.as_tensor(self.tracker.replay(ids, steps), device=device).repeat(B, 1)]
+            self.device = device
+
+    def push(self, tok: torch.Tensor, tok_step: torch.Tensor) -> None:
+        if self.tracker is not None:
+            state = self.tracker.push(tok.cpu().numpy(), tok_step.cpu().numpy())
+            self.cols.append(torch.as_tensor(state, device=self.device)[:, None])
+
+    def __call__(self, lo: int | None = None, hi: int | None = None) -> dict:
+        return {} if self.tracker is None else {"sounding": torch.cat(self.cols, 1)[:, lo:hi]}
+
+    def last(self) -> dict:
+        return {} if self.tracker is None else {"sounding": self.cols[-1]}
 
 
 def _start(prompt: Tokens | None, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, int, int, bool, np.ndarray]:

@@ -238,7 +238,8 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
         groups = _split_groups(corpus, seq_len, beats_per_bar)
         group_loss, group_count = np.zeros(len(GROUPS)), np.zeros(len(GROUPS), np.int64)
     with torch.no_grad():
-        for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0)):
+        for i, b in enumerate(make_batches(corpus, "contiguous", batch_size, seq_len, seed=0,
+                                           sounding=model.config.sounding)):
             if max_batches is not None and i >= max_batches:
                 break
             x, y, steps, reset = (b[k].to(device) for k in ("x", "y", "steps", "reset"))
@@ -248,7 +249,7 @@ def likelihood(model: GPT, corpus: PreparedCorpus, batch_size: int = 8, seq_len:
             seg_no = torch.zeros(x.shape[0], dtype=torch.long, device=device) if seg_no is None else seg_no + 1
             seg_no = torch.where(reset, torch.zeros_like(seg_no), seg_no)
             kw = {"memory": memory, "reset": reset, "valid": b["piece"].to(device) >= 0} if uses_memory else {}
-            logits, _ = model(x, steps, **kw)
+            logits, _ = model(x, steps, **kw, **{k: b[k].to(device) for k in ("sounding",) if k in b})
             valid = y != IGNORE_INDEX
             losses = F.cross_entropy(logits.float().transpose(1, 2), y.clamp(min=0), reduction="none")
             for name, mask in (("all", valid), ("first_segment", valid & (seg_no == 0)[:, None]),

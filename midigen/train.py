@@ -43,7 +43,7 @@ import torch.distributed as dist
 
 from . import runs
 from .callbacks import Callback, ProgressCallback
-from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checkpoint import init_weights_from, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
 from .data.augment import Augmenter
 from .errors import RunFolderError, TrainingError
@@ -94,11 +94,12 @@ class Trainer:
         self.strategy = cfg.strategy or ("contiguous" if self.uses_memory else "random_windows")
         if self.uses_memory and self.strategy != "contiguous":
             raise ValueError(f"model {cfg.model!r} carries memory from batch to batch: it needs --strategy contiguous")
+        self._init_model(model_config, saved)
         order = {} if cfg.shuffle is None or self.strategy == "random_windows" else {"shuffle": cfg.shuffle}
-        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed, **order)
+        self.batches = make_batches(self.train_data, self.strategy, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                                    sounding=self.model_config.sounding, **order)
         self.augmenter = (Augmenter(self.train_data, cfg.transpose, cfg.tempo_shift, seed=cfg.seed)
                           if cfg.transpose or cfg.tempo_shift else None)  # training batches only
-        self._init_model(model_config, saved)
         # ---- state
         self.step = 0
         self.epoch = 0
@@ -142,6 +143,15 @@ class Trainer:
         if saved is not None:  # the run's own model config
             self.raw_model = build_model(cfg.model, saved["model_config"])
             model_config = self.raw_model.config
+        elif cfg.init_from and (isinstance(model_config, dict) or model_config is None):
+            # fine-tuning: the checkpoint's model, with the fields given (say a new feature) changed
+            from .checkpoint import read_checkpoint
+
+            start = read_checkpoint(cfg.init_from)[1]["model_config"]
+            model_config = GPTConfig.from_dict({**start, **(model_config or {})})
+            if cfg.seq_len > model_config.block_size:
+                raise ValueError(f"--seq-len {cfg.seq_len} is longer than the block size of {cfg.init_from} "
+                                 f"({model_config.block_size})")
         elif isinstance(model_config, dict) or model_config is None:
             model_config = default_model_config(self.tokenizer, cfg.seq_len, cfg.model, **(model_config or {}))
         self.model_config = model_config
@@ -150,6 +160,8 @@ class Trainer:
                              f"{len(self.tokenizer)}")
         if saved is None:
             self.raw_model = build_model(cfg.model, self.model_config.to_dict())
+            if cfg.init_from:
+                self.fresh_parameters = init_weights_from(self.raw_model, cfg.init_from, self.tokenizer)
         self.raw_model = self.raw_model.to(self.device)
         # the memories of this process's rows, carried from batch to batch
         self.memory = self.raw_model.new_memory(cfg.batch_size // self.world)
@@ -200,9 +212,11 @@ class Trainer:
         return {k: v[rows].to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def _memory_kw(self, b: dict, memory: Memory | None) -> dict:
+        """The forward pass's keywords beyond ids, steps and targets: memories, the sounding state."""
+        kw = {"sounding": b["sounding"]} if "sounding" in b else {}
         if memory is None:
-            return {}
-        return {"memory": memory, "reset": b["reset"], "valid": b["piece"] >= 0}
+            return kw
+        return {**kw, "memory": memory, "reset": b["reset"], "valid": b["piece"] >= 0}
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:

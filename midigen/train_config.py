@@ -46,6 +46,9 @@ class TrainConfig(JSONConfig):
     patience: int | None = opt(None, "stop after this many validations without improvement (None: never)")
     log_interval: int = opt(10, "steps between updates of the progress bar's numbers")
     seed: int = opt(0, "seed of the model's initialisation and the data order")
+    init_from: str | None = opt(None, "fine-tune: start from this checkpoint's weights (a run folder, a checkpoint "
+                                      "or a bundled model's name; same vocabulary); parameters it lacks, such as a "
+                                      "feature's new embeddings, keep their initialisation")
     transpose: int = opt(0, "augment: transpose each training piece by a random number of semitones in "
                             "[-N, N] (limited so no note leaves the pitch range; drums stay; 0: off)")
     tempo_shift: int = opt(0, "augment: move each training piece's tempo tokens by a random number of bins "

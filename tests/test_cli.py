@@ -165,11 +165,12 @@ def _non_default(f):
         "batch_size": 6, "grad_accum": 3, "seq_len": 48, "max_steps": 77, "lr": 1e-3, "min_lr": 2e-5, "warmup_steps": 9,
         "weight_decay": 0.05, "beta1": 0.8, "beta2": 0.99, "grad_clip": 0.5, "eval_interval": 11, "eval_batches": 3,
         "patience": 4, "log_interval": 2, "seed": 123, "device": "cpu", "compile": True, "progress": False,
-        "transpose": 5, "tempo_shift": 1, "shuffle": True,
+        "transpose": 5, "tempo_shift": 1, "shuffle": True, "init_from": "runs/base",
         # model configs
         "vocab_size": 400, "block_size": 48, "n_layer": 3, "n_head": 2, "n_embd": 64, "dropout": 0.2, "bias": True,
         "tie_weights": False, "position": "rotary", "musical": False, "steps_per_bar": 12, "max_bars": 64,
         "rope_base": 500.0, "xl_memory": 24, "knn_layers": (0, 2), "knn_capacity": 512, "knn_topk": 8, "knn_gate": -2.0, "knn_search": "faiss",
+        "sounding": True,
     }
     assert f.name in values, f"test_cli: give the new field {f.name!r} a non-default value here"
     assert values[f.name] != default_of(f), f.name

@@ -55,6 +55,8 @@ Every batch is a dict of torch int64 tensors (``reset``: bool):
 ``start``  (B,) where each row starts in the flat split: ``x[b, j] == corpus.tokens[start[b] + j]``
            wherever there is input; -1 for a row of padding
 ``reset``  (B,) bool, `Contiguous` only: this row starts a new piece (or its padding) here
+``sounding`` (B, L) with ``sounding=True`` only: what sounds at each input token
+           (`PreparedCorpus.sounding`, for a model with ``GPTConfig.sounding``), 0 on padding
 
 The corpus may live on disk (memmap), in RAM, or on a torch device (``location="cuda"``): each
 batch is gathered where the tokens are (numpy fancy indexing, one ``torch.from_numpy`` per

@@ -106,6 +106,23 @@ class PreparedCorpus:
         """``length`` tokens (and steps) of the whole split seen as one long sequence."""
         return self.tokens[start : start + length], self.steps[start : start + length]
 
+    def sounding(self) -> Array:
+        """What is sounding at each token of the split (`midigen.encoding.sounding`, packed int64),
+        computed on first use and kept (8 bytes per token, in RAM or on the corpus's device)."""
+        if not hasattr(self, "_sounding"):
+            from ..encoding.sounding import sounding
+
+            on_torch = not isinstance(self.tokens, np.ndarray)
+            tokens = self.tokens.cpu().numpy() if on_torch else np.asarray(self.tokens)
+            steps = self.steps.cpu().numpy() if on_torch else np.asarray(self.steps)
+            state = sounding(tokens, steps, self.tokenizer)
+            if on_torch:
+                import torch
+
+                state = torch.from_numpy(state).to(self.tokens.device)
+            self._sounding = state
+        return self._sounding
+
     def __repr__(self) -> str:
         return (f"PreparedCorpus({str(self.path)!r}, split={self.split!r}, pieces={len(self)}, tokens={self.n_tokens}, "
                 f"location={self.location!r})")

@@ -59,7 +59,8 @@ class Batches:
 
     Every strategy takes these arguments: the corpus, ``batch_size`` rows of ``seq_len`` tokens,
     a ``seed``, the ``device`` batches are sent to (default: where the corpus is) and
-    ``pin_memory`` (page-locked host batches, for faster copies to a CUDA device).
+    ``pin_memory`` (page-locked host batches, for faster copies to a CUDA device) and ``sounding``
+    (batches also carry what sounds at each token, for a model that embeds it).
     """
 
     shuffle = False  # (the strategies that shuffle pieces set it)
@@ -73,6 +74,7 @@ class Batches:
         *,
         device: str | torch.device | None = None,
         pin_memory: bool = False,
+        sounding: bool = False,
     ):
         self.corpus = corpus
         self.batch_size = check_positive("batch_size", batch_size)
@@ -94,6 +96,8 @@ class Batches:
             self._arange_t = torch.arange(self.seq_len + 1, device=source)
         self._arange = np.arange(self.seq_len + 1)
         self._cache: tuple[int, Plan] | None = None
+        # what sounds at each token (`PreparedCorpus.sounding`), for models that embed it
+        self._sounding = corpus.sounding() if sounding else None
 
     # ------------------------------------------------------------ epochs and plans
     def set_epoch(self, epoch: int) -> None:
@@ -181,7 +185,9 @@ class Batches:
             pc = np.repeat(piece[:, None], self.seq_len, axis=1)
         pc[~xv] = -1
         first = np.where(length > 0, start, -1).astype(np.int64)  # (a row of padding: -1)
-        out = (("x", x), ("y", y), ("steps", steps), ("piece", pc), ("start", first))
+        out = [("x", x), ("y", y), ("steps", steps), ("piece", pc), ("start", first)]
+        if self._sounding is not None:
+            out.append(("sounding", np.where(xv, self._sounding[idx[:, :-1]], 0)))
         return {k: torch.from_numpy(v) for k, v in out}
 
     def _gather_torch(self, start: torch.Tensor, length: torch.Tensor, piece: torch.Tensor | None) -> dict:
@@ -199,7 +205,10 @@ class Batches:
             pc = piece[:, None].expand(-1, self.seq_len)
         pc = torch.where(xv, pc, -1)
         first = torch.where(length > 0, start, -1)
-        return {"x": x, "y": y, "steps": steps, "piece": pc, "start": first}
+        out = {"x": x, "y": y, "steps": steps, "piece": pc, "start": first}
+        if self._sounding is not None:
+            out["sounding"] = torch.where(xv, self._sounding[idx[:, :-1]], 0)
+        return out
 
     def _to_device(self, batch: dict) -> dict:
         if self.pin_memory:

@@ -147,10 +147,10 @@ class Grammar:
         if P:
             vals = np.where(pieces >= 0, values[np.maximum(pieces, 0)], 0)
             for after_instr in (0, 1):
-                for v in range(V):
-                    decl, use = _part_roles(k_all[v, : lengths[v]], vals[v, : lengths[v]], bool(after_instr))
-                    self.part_decl[after_instr, v, vals[v, decl]] = True
-                    self.part_use[after_instr, v, vals[v, use]] = True
+                decl, use = _part_roles(k_all, vals, bool(after_instr))
+                for table_, roles in ((self.part_decl, decl), (self.part_use, use)):
+                    v, j = np.nonzero(roles)
+                    table_[after_instr, v, vals[v, j]] = True
 
     def _base(self, ids: ArrayLike):
         """Base ids of ``ids`` and the base position where each token ends."""
@@ -229,17 +229,18 @@ class Grammar:
 
 
 def _part_roles(kinds: np.ndarray, values: np.ndarray, after_instrument: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the part tokens of a base sequence that declare a part (right after an
-    instrument token; ``after_instrument``: the token before the first one is one) and of those
-    that use a part declared earlier (not counting declarations inside the sequence itself)."""
-    prev = np.concatenate([[K_INSTR if after_instrument else -1], kinds[:-1]])
+    """Which part tokens of base sequences (rows of ``kinds``/``values``, (V, L); padding kinds -1)
+    declare a part (right after an instrument token; ``after_instrument``: the token before each
+    row is one) and which use a part declared earlier (a part the same row declared before it
+    does not count): two (V, L) masks, vectorised over every row."""
+    before = np.full((len(kinds), 1), K_INSTR if after_instrument else -1)
+    prev = np.concatenate([before, kinds[:, :-1]], axis=1)
     is_part = kinds == K_PART
-    decl = np.flatnonzero(is_part & (prev == K_INSTR))
-    use = np.flatnonzero(is_part & (prev != K_INSTR))
-    first_decl = {}
-    for j in decl[::-1]:
-        first_decl[int(values[j])] = int(j)
-    use = np.array([j for j in use if first_decl.get(int(values[j]), len(kinds)) > j], np.int64)
+    decl = is_part & (prev == K_INSTR)
+    L = kinds.shape[1]
+    earlier = np.tri(L, k=-1, dtype=bool)  # earlier[j, i]: position i comes before j
+    declared_here = (decl[:, None, :] & (values[:, None, :] == values[:, :, None]) & earlier).any(2)
+    use = is_part & (prev != K_INSTR) & ~declared_here
     return decl, use
 
 

@@ -7,6 +7,12 @@ What is particular to music here:
   (beat-within-bar, ``step % steps_per_bar``) and *which bar* (``step // steps_per_bar``), as
   MusicAutoBot and the original notebooks did. ``musical=False`` switches them off, so their
   effect can be measured.
+* **What is sounding** (``sounding=True``): each token also carries which parts have a note
+  sounding at its time step, the steps until the first of them ends and how many sound
+  (`midigen.encoding.sounding`, packed into one int64 per token), so keeping voices legato is a
+  lookup, not a sum of durations and gaps over many tokens. The three embeddings start at zero,
+  so a model trained without them can be fine-tuned with them (``--init-from``) from the same
+  function.
 * **Padding never counts.** Targets of -100 (what the batchers put on padding) are ignored by
   the loss, PyTorch's ``ignore_index`` convention.
 * **Optional memory** (the blog's "Transformer Memory" section), switched on by the config and
@@ -53,6 +59,11 @@ if TYPE_CHECKING:
 
     Rope = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, n) -> cos, sin of positions
 
+# The packed sounding state's layout; `midigen.encoding.sounding` writes it (the tests hold the two equal)
+SOUNDING_PART_BITS = 32  # bits 0..31: the parts sounding
+SOUNDING_NEXT_SHIFT, SOUNDING_NEXT_MAX = 32, 63  # steps to the first note's end
+SOUNDING_COUNT_SHIFT, SOUNDING_COUNT_MAX = 38, 31  # notes sounding
+
 MODELS = ("gpt", "xl", "knn", "xl+knn")  # the named presets of `GPTConfig.for_model`
 
 
@@ -72,6 +83,8 @@ class GPTConfig(JSONConfig):
     musical: bool = opt(True, "beat-within-bar and bar embeddings from each token's time step")
     steps_per_bar: int = opt(16, "steps per bar for the musical embeddings (training: 4 beats of the encoding)")
     max_bars: int = opt(512, "bar indices wrap around after this many bars")
+    sounding: bool = opt(False, "embed what is sounding at each token's time step (parts, steps to the first "
+                                "note's end, count; needs base ids, not BPE)")
     rope_base: float = opt(10000.0, "base of the rotary embeddings' frequencies")
     # memory (needs position="rotary": positions relative to the segment)
     xl_memory: int = opt(0, "xl: tokens of the past each layer attends to (0: no XL memory; --model xl: seq-len)")
@@ -267,6 +280,10 @@ class GPT(nn.Module):
         if config.musical:
             self.beat_emb = nn.Embedding(config.steps_per_bar, config.n_embd)
             self.bar_emb = nn.Embedding(config.max_bars, config.n_embd)
+        if config.sounding:
+            self.sounding_parts = nn.Linear(SOUNDING_PART_BITS, config.n_embd, bias=False)
+            self.sounding_next = nn.Embedding(SOUNDING_NEXT_MAX + 1, config.n_embd)
+            self.sounding_count = nn.Embedding(SOUNDING_COUNT_MAX + 1, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -282,6 +299,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            elif name.startswith("sounding_"):  # zero: adding them leaves a trained model's function as it was
+                nn.init.zeros_(p)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -305,8 +324,9 @@ class GPT(nn.Module):
         p = next(self.parameters())
         return Memory(self.config, batch_size, p.device, p.dtype)
 
-    def embed(self, idx: torch.Tensor, steps: torch.Tensor | None = None, start_pos: int = 0) -> torch.Tensor:
-        """Token + position (+ beat and bar) embeddings of ``idx`` (B, T)."""
+    def embed(self, idx: torch.Tensor, steps: torch.Tensor | None = None, start_pos: int = 0,
+              sounding: torch.Tensor | None = None) -> torch.Tensor:
+        """Token + position (+ beat and bar, + sounding) embeddings of ``idx`` (B, T)."""
         B, T = idx.shape
         x = self.wte(idx)
         if self.wpe is not None:
@@ -320,6 +340,15 @@ class GPT(nn.Module):
             steps = steps.long()
             spb = self.config.steps_per_bar
             x = x + self.beat_emb(steps % spb) + self.bar_emb((steps // spb) % self.config.max_bars)
+        if self.config.sounding:
+            if sounding is None:
+                raise ValueError("this model embeds what is sounding: pass sounding= (the batch's \"sounding\", "
+                                 "or midigen.encoding.sounding of the tokens)")
+            s = sounding.long()
+            bits = (s[..., None] >> torch.arange(SOUNDING_PART_BITS, device=s.device)) & 1
+            x = (x + self.sounding_parts(bits.to(x.dtype))
+                 + self.sounding_next((s >> SOUNDING_NEXT_SHIFT) & SOUNDING_NEXT_MAX)
+                 + self.sounding_count((s >> SOUNDING_COUNT_SHIFT) & SOUNDING_COUNT_MAX))
         return self.drop(x) if self.training and self.config.dropout > 0 else x
 
     def _rope_fn(self, device: torch.device) -> Rope:
@@ -337,8 +366,8 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, steps: torch.Tensor | None = None, targets: torch.Tensor | None = None,
                 cache: KVCache | None = None, memory: Memory | None = None, reset: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None,
-                write: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                valid: torch.Tensor | None = None, write: bool | None = None,
+                sounding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, with ``targets``, the mean cross-entropy over non-padding.
 
         With a ``cache``, ``idx`` holds only the new tokens; their keys and values are appended.
@@ -346,12 +375,12 @@ class GPT(nn.Module):
         are cleared first; after the pass this segment's keys/values are written to it (``write``,
         default: when no ``cache`` is given; during cached generation `write_segment` does it at
         segment ends). ``valid`` (B, T) marks real tokens (default: all), so padding never becomes
-        a memory.
+        a memory. ``sounding`` (B, T): the tokens' packed sounding state, for a model that embeds it.
         """
         if memory is not None:
             memory.reset(reset)
         start = cache.pos if cache is not None else 0  # (memory models: rotary, so unused by embed)
-        x = self.embed(idx, steps, start)
+        x = self.embed(idx, steps, start, sounding)
         rope = self._rope_fn(idx.device) if self.config.position == "rotary" else None
         new_kv = []
         for block in self.blocks:
