@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 ARMS = ("ctrl", "snd")
-SETTINGS = {"p095": ["--top-p", "0.95"], "t1": []}
+SETTINGS = {"t1": [], "p095": ["--top-p", "0.95"], "p099": ["--top-p", "0.99"]}
 
 
 def run_dir(args, arm: str, seed: int) -> Path:
@@ -62,7 +62,7 @@ def train(args) -> None:
 def evaluate(args) -> None:
     Path(args.results).mkdir(parents=True, exist_ok=True)
     for seed in args.train_seeds:
-        for name, flags in SETTINGS.items():
+        for name, flags in args.settings.items():
             for k in args.sample_seeds:
                 procs = []
                 for arm in ARMS:
@@ -114,7 +114,7 @@ def joins(args) -> None:
         for arm in ARMS:
             model, tok, _ = load_model(run_dir(args, arm, seed))
             spb = tok.config.steps_per_beat
-            for name, flags in SETTINGS.items():
+            for name, flags in args.settings.items():
                 key = f"{arm}-s{seed}-{name}"
                 if key in res:
                     continue
@@ -148,9 +148,13 @@ def table(args) -> None:
     rows = []
     stats = None
     for seed in args.train_seeds:
-        for name in SETTINGS:
-            per = {arm: [json.loads((Path(args.results) / f"{arm}-s{seed}-test-{name}-k{k}.json").read_text())
-                         for k in args.sample_seeds] for arm in ARMS}
+        for name in args.settings:
+            files = {arm: [Path(args.results) / f"{arm}-s{seed}-test-{name}-k{k}.json" for k in args.sample_seeds]
+                     for arm in ARMS}
+            if not all(f.is_file() for fs in files.values() for f in fs):
+                print(f"(training seed {seed}, {name}: not every evaluation is there; left out)")
+                continue
+            per = {arm: [json.loads(f.read_text()) for f in fs] for arm, fs in files.items()}
             stats = stats or list(per["ctrl"][0]["statistics"])
             line = {"train_seed": seed, "setting": name}
             for arm in ARMS:
@@ -170,6 +174,33 @@ def table(args) -> None:
                   f"{b.mean():>8.2f} ± {b.std(ddof=1) if len(b) > 1 else 0:.2f} "
                   f"{d.mean():>+8.2f} ± {d.std(ddof=1) if len(d) > 1 else 0:.2f}")
     Path(args.results, "table.json").write_text(json.dumps(rows, indent=1))
+    if rows:
+        print(markdown(rows, stats))
+
+
+def markdown(rows: list[dict], stats: list[str]) -> str:
+    """The overlaps as a markdown table: per setting, control and sounding (mean ± sd over the
+    sampling seeds) and their paired difference; bits per note first."""
+    def ms(a):
+        a = np.asarray(a, float)
+        return f"{a.mean():.2f} ± {a.std(ddof=1):.2f}" if len(a) > 1 else f"{a.mean():.2f}"
+
+    head = "| statistic | " + " | ".join(f"{r['setting']}: control | {r['setting']}: sounding | {r['setting']}: "
+                                         "paired diff" for r in rows) + " |"
+    lines = [head, "|---|" + "---:|" * (3 * len(rows))]
+    lines.append("| bits/note (test) | " + " | ".join(
+        f"{r['ctrl/bits_per_note']:.3f} | {r['snd/bits_per_note']:.3f} | "
+        f"{r['snd/bits_per_note'] - r['ctrl/bits_per_note']:+.3f}" for r in rows) + " |")
+    for s in stats:
+        cells = []
+        for r in rows:
+            a, b = np.array(r[f"ctrl/{s}"]), np.array(r[f"snd/{s}"])
+            cells.append(f"{ms(a)} | {ms(b)} | {'+' if (b - a).mean() >= 0 else ''}{ms(b - a)}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append("| lowest overlap | " + " | ".join(
+        f"{min(np.mean(r[f'ctrl/{s}']) for s in stats):.2f} | {min(np.mean(r[f'snd/{s}']) for s in stats):.2f} | "
+        for r in rows) + " |")
+    return "\n".join(lines)
 
 
 def main():
@@ -182,9 +213,11 @@ def main():
     p.add_argument("--sample-seeds", default="0,1,2")
     p.add_argument("--runs", default="runs")
     p.add_argument("--results", default="out/sounding")
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"sampling settings, of {', '.join(SETTINGS)}")
     args = p.parse_args()
     args.train_seeds = [int(s) for s in args.train_seeds.split(",")]
     args.sample_seeds = [int(s) for s in args.sample_seeds.split(",")]
+    args.settings = {name: SETTINGS[name] for name in args.settings.split(",")}
     for phase in ("train", "evaluate", "joins", "table"):
         if args.phase in (phase, "all"):
             globals()[phase](args)

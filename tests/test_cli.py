@@ -355,3 +355,14 @@ def test_prepare_defaults_keep_parts_and_dynamics_and_flags_turn_them_off(tmp_pa
         assert (cfg.parts, cfg.velocity_bins) == (parts, bins)
     assert EncodingConfig.from_dict({}) == EncodingConfig()
     assert not EncodingConfig.from_dict({"version": 1}).parts  # a file from before
+
+
+@pytest.mark.parametrize("recipe", ["bach", "bach-sounding", "bach-gpu"])
+def test_the_bundled_recipes_parse_into_valid_configs(recipe):
+    """`train --recipe NAME`: the files in midigen/assets/recipes set known fields with valid values;
+    the flags given override them."""
+    args, cfg = cli.parse(["train", "--recipe", recipe, "--max-steps", "5"])
+    assert cfg["train"].max_steps == 5 and cfg["train"].seq_len == 512
+    GPTConfig.from_dict({"vocab_size": 413, **cfg["model"]})
+    if recipe == "bach-sounding":  # a fine-tune of the bach recipe's run, adding the sounding embeddings
+        assert cfg["train"].init_from == "runs/bach-gpt" and cfg["model"] == {"sounding": True}
