@@ -21,7 +21,12 @@ Phases (each reads what the one before wrote; ``--phase all`` runs them in order
 
 Commands (issue 14, fourth session: training seed 1, sampling seeds 0-2)::
 
-    OMP_NUM_THREADS=1 python benchmarks/sounding.py --phase all --train-seeds 1 --sample-seeds 0,1,2
+    OMP_NUM_THREADS=1 python benchmarks/sounding.py --phase all --data data/prepared/bach-pv --train-seeds 1
+
+(That session ran the train phase's two commands and the evaluations by hand, into runs/ft-ctrl
+and runs/ft-snd, linked as runs/ft-{arm}-s1, then ``--phase joins --sample-seeds 0 --settings
+p099,t1`` and ``--phase table``; results in benchmarks/results/sounding_evaluations.json and
+sounding_joins.json, tables in benchmarks/RESULTS.md, "What is sounding".)
 """
 
 from __future__ import annotations
