@@ -332,8 +332,11 @@ def test_export_model_in_16_bits_loads_back_into_float32(tmp_path):
     t = tok.encode(sorted(BACH.glob("*.mid"))[0])
     ids = torch.as_tensor(t.ids[:200].astype("int64"))[None]
     steps = torch.as_tensor(t.steps[:200].astype("int64"))[None]
+    from midigen.encoding.sounding import sounding
+
+    state = torch.as_tensor(sounding(t.ids[:200], t.steps[:200], tok))[None]
     with torch.no_grad():
-        a, b, c = (m(ids, steps)[0] for m in (bundled, full, half))
+        a, b, c = (m(ids, steps, sounding=state)[0] for m in (bundled, full, half))
     assert torch.equal(a, b) and torch.equal(a, c)
     r = midigen("export-model", "--checkpoint", "bach-gpt", "--out", tmp_path / "x", "--dtype", "int8")
     assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -117,11 +117,13 @@ def part(tensors, prefix):
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def cached_logits(model, idx, steps, split):
+def cached_logits(model, idx, steps, split, sounding=None):
+    """KV-cached logits: the first ``split`` tokens in one pass, then one token at a time."""
+    kw = (lambda a, b: {}) if sounding is None else (lambda a, b: {"sounding": sounding[:, a:b]})
     cache = KVCache(model.config, idx.shape[0])
-    parts = [model(idx[:, :split], steps[:, :split], cache=cache)[0]]
+    parts = [model(idx[:, :split], steps[:, :split], cache=cache, **kw(0, split))[0]]
     for t in range(split, idx.shape[1]):
-        parts.append(model(idx[:, t : t + 1], steps[:, t : t + 1], cache=cache)[0])
+        parts.append(model(idx[:, t : t + 1], steps[:, t : t + 1], cache=cache, **kw(t, t + 1))[0])
     return torch.cat(parts, 1)
 
 
@@ -150,15 +152,18 @@ def test_bach_checkpoint_loads_and_its_cached_logits_are_its_full_ones(bach_file
     decoding gives the logits of the full forward pass. (Until 2026-11-30 this compared the first
     bundled model with logits written before the merge; its successor has other weights.)"""
     from midigen.checkpoint import load_model
+    from midigen.encoding.sounding import sounding
 
     model, tok, meta = load_model("bach-gpt")
     assert meta["model"] == "gpt" and not model.config.has_memory and next(model.parameters()).dtype == torch.float32
+    assert model.config.sounding  # (it embeds what is sounding: tests/test_sounding.py)
     t = tok.encode(bach_files[0])
     idx = torch.as_tensor(t.ids[:96].astype(np.int64))[None]
     steps = torch.as_tensor(t.steps[:96].astype(np.int64))[None]
+    state = torch.as_tensor(sounding(t.ids[:96], t.steps[:96], tok))[None]
     with torch.no_grad():
-        full = model(idx, steps)[0]
-        assert torch.allclose(cached_logits(model, idx, steps, 24), full, rtol=0, atol=1e-4)
+        full = model(idx, steps, sounding=state)[0]
+        assert torch.allclose(cached_logits(model, idx, steps, 24, state), full, rtol=0, atol=1e-4)
     assert full[0, :-1].argmax(-1).eq(idx[0, 1:]).float().mean() > 0.3  # it knows chorales
 
 
