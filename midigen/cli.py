@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace, cfg: dict) -> int:
               + (f", {trainer.world} processes" if trainer.world > 1 else "")
               + (f", resuming {trainer.out} at step {trainer.step}" if trainer.resumed else ""), flush=True)
         if trainer.cfg.init_from and not trainer.resumed:
-            fresh = getattr(trainer, "fresh_parameters", [])
+            fresh = trainer.fresh_parameters
             print(f"weights from {trainer.cfg.init_from}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
         if trainer.resumed and trainer.resume_changes:
             print("changed on resume: "

@@ -43,7 +43,7 @@ import torch.distributed as dist
 
 from . import runs
 from .callbacks import Callback, ProgressCallback
-from .checkpoint import init_weights_from, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import init_weights_from, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import PreparedCorpus, make_batches
 from .data.augment import Augmenter
 from .errors import RunFolderError, TrainingError
@@ -145,8 +145,6 @@ class Trainer:
             model_config = self.raw_model.config
         elif cfg.init_from and (isinstance(model_config, dict) or model_config is None):
             # fine-tuning: the checkpoint's model, with the fields given (say a new feature) changed
-            from .checkpoint import read_checkpoint
-
             start = read_checkpoint(cfg.init_from)[1]["model_config"]
             model_config = GPTConfig.from_dict({**start, **(model_config or {})})
             if cfg.seq_len > model_config.block_size:
@@ -158,6 +156,7 @@ class Trainer:
         if self.model_config.vocab_size != len(self.tokenizer):
             raise ValueError(f"model vocab_size {self.model_config.vocab_size} != corpus vocabulary "
                              f"{len(self.tokenizer)}")
+        self.fresh_parameters: list[str] = []  # (with init_from: the parameters its checkpoint lacks)
         if saved is None:
             self.raw_model = build_model(cfg.model, self.model_config.to_dict())
             if cfg.init_from:
